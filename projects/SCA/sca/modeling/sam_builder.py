@@ -1,0 +1,84 @@
+"""Builds segment_anything's modules (image encoder, prompt encoder, mask decoder) from a config.
+
+Mirrors ``segment_anything.build_sam`` but takes every size from the config, so that official
+ViT-B/L/H shapes and tiny test encoders come from the same code.
+"""
+
+from functools import partial
+
+import torch
+from detectron2.config import CfgNode
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+
+from ..config import SAM_ENCODER_PRESETS
+
+
+def sam_encoder_shape(cfg: CfgNode) -> dict:
+    """Width, depth, heads and global-attention blocks of the configured encoder."""
+    sam = cfg.MODEL.SCA.SAM
+    if sam.ENCODER == "custom":
+        return {
+            "EMBED_DIM": sam.EMBED_DIM,
+            "DEPTH": sam.DEPTH,
+            "NUM_HEADS": sam.NUM_HEADS,
+            "GLOBAL_ATTN_INDEXES": list(sam.GLOBAL_ATTN_INDEXES),
+        }
+    if sam.ENCODER not in SAM_ENCODER_PRESETS:
+        raise ValueError(
+            f"MODEL.SCA.SAM.ENCODER={sam.ENCODER!r}: expected one of "
+            f"{sorted(SAM_ENCODER_PRESETS)} or 'custom'"
+        )
+    return SAM_ENCODER_PRESETS[sam.ENCODER]
+
+
+def build_sam_image_encoder(cfg: CfgNode) -> ImageEncoderViT:
+    shape = sam_encoder_shape(cfg)
+    sam = cfg.MODEL.SCA.SAM
+    image_size = cfg.INPUT.IMAGE_SIZE
+    if image_size % sam.PATCH_SIZE:
+        raise ValueError(
+            f"INPUT.IMAGE_SIZE={image_size} must be a multiple of "
+            f"MODEL.SCA.SAM.PATCH_SIZE={sam.PATCH_SIZE}"
+        )
+    return ImageEncoderViT(
+        depth=shape["DEPTH"],
+        embed_dim=shape["EMBED_DIM"],
+        img_size=image_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=shape["NUM_HEADS"],
+        patch_size=sam.PATCH_SIZE,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=tuple(shape["GLOBAL_ATTN_INDEXES"]),
+        window_size=sam.WINDOW_SIZE,
+        out_chans=sam.PROMPT_EMBED_DIM,
+    )
+
+
+def build_sam_prompt_encoder(cfg: CfgNode) -> PromptEncoder:
+    sam = cfg.MODEL.SCA.SAM
+    image_size = cfg.INPUT.IMAGE_SIZE
+    grid = image_size // sam.PATCH_SIZE
+    return PromptEncoder(
+        embed_dim=sam.PROMPT_EMBED_DIM,
+        image_embedding_size=(grid, grid),
+        input_image_size=(image_size, image_size),
+        mask_in_chans=16,
+    )
+
+
+def build_sam_mask_decoder(cfg: CfgNode) -> MaskDecoder:
+    sam = cfg.MODEL.SCA.SAM
+    return MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(
+            depth=sam.DECODER_DEPTH,
+            embedding_dim=sam.PROMPT_EMBED_DIM,
+            mlp_dim=sam.DECODER_MLP_DIM,
+            num_heads=8,
+        ),
+        transformer_dim=sam.PROMPT_EMBED_DIM,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )

@@ -1,0 +1,73 @@
+"""Runs SAM's prompt encoder and mask decoder for the region prompts of one image."""
+
+from dataclasses import dataclass
+
+import torch
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+
+
+@dataclass
+class RegionPrompts:
+    """Prompts of one image in the model's input frame (the resized, unpadded image).
+
+    boxes: (N, 4) XYXY or None; points: (N, P, 2) XY or None; point_labels: (N, P), 1 = foreground,
+    0 = background, -1 = padding.
+    """
+
+    boxes: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        if self.boxes is not None:
+            return self.boxes.shape[0]
+        return 0 if self.points is None else self.points.shape[0]
+
+
+@dataclass
+class SAMRegionOutput:
+    """SAM's outputs for N regions of one image.
+
+    mask_logits: (N, 3, 4h, 4w) low-resolution logits of the 3 multimask outputs;
+    iou_predictions: (N, 3); tokens: (N, T, C) output tokens of the decoder's two-way transformer
+    (IoU token, 4 mask tokens, sparse prompt tokens); region_embeddings: (N, C, h, w) the image
+    embedding as updated by that transformer, one per region.
+    """
+
+    mask_logits: torch.Tensor
+    iou_predictions: torch.Tensor
+    tokens: torch.Tensor
+    region_embeddings: torch.Tensor
+
+
+def decode_regions(
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    image_embedding: torch.Tensor,
+    prompts: RegionPrompts,
+) -> SAMRegionOutput:
+    """SAM's multimask prediction for each prompt, plus the decoder's internal tokens and updated
+    image embedding that SCA's text mixer reads. The mask decoder runs unchanged (so its masks are
+    exactly SAM's); its transformer's outputs are read with a forward hook."""
+    points = None
+    if prompts.points is not None:
+        points = (prompts.points, prompts.point_labels)
+    sparse, dense = prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+    captured: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = mask_decoder.transformer.register_forward_hook(
+        lambda _module, _inputs, output: captured.append(output)
+    )
+    try:
+        mask_logits, iou_predictions = mask_decoder(
+            image_embeddings=image_embedding,
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+    finally:
+        handle.remove()
+    tokens, keys = captured[0]
+    n, c, h, w = dense.shape
+    region_embeddings = keys.transpose(1, 2).reshape(n, c, h, w)
+    return SAMRegionOutput(mask_logits, iou_predictions, tokens, region_embeddings)

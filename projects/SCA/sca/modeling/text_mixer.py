@@ -1,0 +1,47 @@
+"""The text feature mixer of SCA: caption query tokens read SAM's region features."""
+
+import torch
+from segment_anything.modeling import TwoWayTransformer
+from torch import nn
+
+
+class TextFeatureMixer(nn.Module):
+    """Learned caption tokens, together with the output tokens of SAM's mask decoder, attend to
+    the image embedding as updated by SAM's decoder, through a two-way transformer of SAM's shape.
+    The caption tokens' outputs are the region's visual prefix for the LM."""
+
+    def __init__(
+        self,
+        num_caption_tokens: int = 8,
+        depth: int = 12,
+        embed_dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+    ):
+        super().__init__()
+        self.num_caption_tokens = num_caption_tokens
+        self.caption_tokens = nn.Embedding(num_caption_tokens, embed_dim)
+        self.transformer = TwoWayTransformer(
+            depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
+        )
+
+    def forward(
+        self,
+        sam_tokens: torch.Tensor,
+        region_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Args:
+            sam_tokens: (N, T, C) output tokens of SAM's two-way transformer, one row per region.
+            region_embeddings: (N, C, H, W) image embedding as updated for each region by SAM.
+            image_pe: (1, C, H, W) SAM's dense positional encoding.
+        Returns:
+            (N, num_caption_tokens, C) caption query features.
+        """
+        n = sam_tokens.shape[0]
+        queries = torch.cat(
+            [self.caption_tokens.weight.unsqueeze(0).expand(n, -1, -1), sam_tokens], dim=1
+        )
+        hs, _ = self.transformer(region_embeddings, image_pe, queries)
+        return hs[:, : self.num_caption_tokens]

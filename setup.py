@@ -1,0 +1,40 @@
+"""Installs the ``sca`` package (Segment and Caption Anything on Detectron2) from projects/SCA.
+
+Torch and Detectron2 are not listed: torch must match the machine's CUDA, and Detectron2 is not on
+PyPI. ``tools/setup_env.sh`` (``make setup``) installs both before this package.
+"""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "segment-anything==1.0",
+    "transformers==5.23.0",
+    "tokenizers>=0.22,<0.24",
+    "safetensors>=0.4",
+    "gguf==0.19.0",
+    "accelerate==1.15.0",
+    "fvcore>=0.1.5,<0.1.6",
+    "iopath>=0.1.7,<0.1.10",
+    "pycocotools>=2.0.7",
+    "pycocoevalcap==1.2",
+    "lvis==0.5.3",
+    "numpy>=1.24",
+    "Pillow>=9.0",
+    "tqdm>=4.60",
+]
+
+EXTRAS = {
+    "dev": ["pytest==9.2.0", "ruff==0.17.5"],
+}
+
+setup(
+    name="sca-detectron2",
+    version="0.1.0",
+    description="Segment and Caption Anything (arXiv 2312.00869) as a Detectron2 project",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"": "projects/SCA"},
+    packages=find_packages(where="projects/SCA"),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)

