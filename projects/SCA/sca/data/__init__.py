@@ -1,0 +1,26 @@
+"""SCA's data: data set registration, image reading, the dataset mapper and the loaders.
+
+Importing this package registers every built-in data set name (no file is read until one is
+loaded); see datasets/README.md for the names, their files and how to add your own data.
+"""
+
+from .build import build_sca_test_loader, build_sca_train_loader
+from .builtin import register_all_sca_datasets
+from .coco_json import load_sca_coco_json, register_sca_coco_json
+from .dataset_mapper import SCADatasetMapper
+from .errors import AnnotationError, DatasetNotFoundError, ImageReadError
+from .image_io import read_image
+
+register_all_sca_datasets()
+
+__all__ = [
+    "AnnotationError",
+    "DatasetNotFoundError",
+    "ImageReadError",
+    "SCADatasetMapper",
+    "build_sca_test_loader",
+    "build_sca_train_loader",
+    "load_sca_coco_json",
+    "read_image",
+    "register_sca_coco_json",
+]

@@ -1,0 +1,156 @@
+"""Turns SCA dataset dicts into model inputs (image tensor plus region boxes and captions)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import detection_utils
+from detectron2.data import transforms as T
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from .errors import AnnotationError
+from .image_io import read_image
+from .points import sample_points_in_boxes
+from .transforms import build_sca_augmentations
+
+logger = logging.getLogger(__name__)
+
+# Test-time point prompts must not depend on the global random state.
+_TEST_POINT_SEED = 0
+
+
+def _annotation_boxes(annotations: list[dict], file_name: str) -> np.ndarray:
+    boxes = []
+    for ann in annotations:
+        try:
+            box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+        except (KeyError, TypeError, ValueError, AssertionError) as e:
+            raise AnnotationError(
+                f"{file_name}: annotation id {ann.get('id')} needs 'bbox' (4 numbers) and "
+                f"'bbox_mode' ({e!r})"
+            ) from e
+        boxes.append(box)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _check_captions(ann: dict, file_name: str) -> list[str]:
+    captions = ann.get("captions")
+    if (
+        not isinstance(captions, list)
+        or not captions
+        or not all(isinstance(c, str) and c for c in captions)
+    ):
+        raise AnnotationError(
+            f"{file_name}: annotation id {ann.get('id')} needs 'captions', a non-empty list of "
+            f"non-empty strings; got {captions!r}"
+        )
+    return captions
+
+
+class SCADatasetMapper:
+    """Map an SCA dataset dict to ``{"image", "height", "width", "image_id", "file_name"}`` plus
+    ``"instances"`` (training) or ``"proposals"`` (test).
+
+    Training: the augmentations of :func:`~sca.data.transforms.build_sca_augmentations`; boxes are
+    transformed, clipped, and regions left empty are dropped; at most ``num_regions_per_image``
+    regions are sampled, each with one of its captions drawn at random. ``"instances"`` holds
+    ``gt_boxes``, ``gt_captions`` and, with point prompts on, ``gt_points`` / ``gt_point_labels``.
+    An image without any region left returns None, which makes Detectron2's ``MapDataset`` draw
+    another image.
+
+    Test: the longest side resized to ``IMAGE_SIZE``; ``"proposals"`` holds every annotation's
+    clipped box, in order, as ``proposal_boxes`` (plus ``proposal_points`` /
+    ``proposal_point_labels``). Captions are never altered by the flip.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: list[T.Augmentation],
+        image_format: str = "RGB",
+        num_regions_per_image: int = 16,
+        num_points_per_region: int = 0,
+    ):
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.num_regions_per_image = num_regions_per_image
+        self.num_points_per_region = num_points_per_region
+        mode = "training" if is_train else "inference"
+        logger.info(f"SCADatasetMapper ({mode}) augmentations: {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
+        return {
+            "is_train": is_train,
+            "augmentations": build_sca_augmentations(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "num_regions_per_image": cfg.INPUT.NUM_REGIONS_PER_IMAGE,
+            "num_points_per_region": cfg.INPUT.NUM_POINTS_PER_REGION,
+        }
+
+    def __call__(self, dataset_dict: dict) -> dict | None:
+        file_name = dataset_dict["file_name"]
+        image = read_image(file_name, format=self.image_format)
+        detection_utils.check_image_size(dataset_dict, image)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        out = {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "height": dataset_dict["height"],
+            "width": dataset_dict["width"],
+            "image_id": dataset_dict["image_id"],
+            "file_name": file_name,
+        }
+        annotations = dataset_dict.get("annotations", [])
+        captions = [_check_captions(ann, file_name) for ann in annotations]
+        boxes = Boxes(
+            torch.as_tensor(transforms.apply_box(_annotation_boxes(annotations, file_name)))
+        )
+        boxes.clip(image.shape[:2])
+        if self.is_train:
+            instances = self._sample_regions(boxes, captions, image.shape[:2])
+            if instances is None:
+                return None
+            out["instances"] = instances
+        else:
+            out["proposals"] = self._proposals(boxes, image.shape[:2])
+        return out
+
+    def _sample_regions(
+        self, boxes: Boxes, captions: list[list[str]], image_size: tuple[int, int]
+    ) -> Instances | None:
+        keep = np.flatnonzero(boxes.nonempty().numpy())
+        if len(keep) == 0:
+            return None
+        if len(keep) > self.num_regions_per_image:
+            keep = np.random.choice(keep, self.num_regions_per_image, replace=False)
+        instances = Instances(image_size)
+        instances.gt_boxes = boxes[torch.as_tensor(keep, dtype=torch.long)]
+        instances.gt_captions = [captions[i][np.random.randint(len(captions[i]))] for i in keep]
+        if self.num_points_per_region > 0:
+            rng = np.random.default_rng(np.random.randint(2**31))
+            points = sample_points_in_boxes(
+                instances.gt_boxes.tensor.numpy(), self.num_points_per_region, rng
+            )
+            instances.gt_points = torch.as_tensor(points)
+            instances.gt_point_labels = torch.ones(points.shape[:2], dtype=torch.int64)
+        return instances
+
+    def _proposals(self, boxes: Boxes, image_size: tuple[int, int]) -> Instances:
+        proposals = Instances(image_size)
+        proposals.proposal_boxes = boxes
+        if self.num_points_per_region > 0:
+            rng = np.random.default_rng(_TEST_POINT_SEED)
+            points = sample_points_in_boxes(
+                boxes.tensor.numpy(), self.num_points_per_region, rng, center_first=True
+            )
+            proposals.proposal_points = torch.as_tensor(points)
+            proposals.proposal_point_labels = torch.ones(points.shape[:2], dtype=torch.int64)
+        return proposals

@@ -1,0 +1,63 @@
+"""LVIS v1 as weak supervision (category names as captions) through the ``lvis`` package's API."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from lvis import LVIS
+
+from .captions import category_caption, normalize_whitespace
+from .errors import AnnotationError, require_paths
+from .region_records import RegionStats, image_record_to_dict
+
+logger = logging.getLogger(__name__)
+
+
+def lvis_file_name(image: dict, image_root: str, source: str) -> str:
+    """LVIS images are COCO 2017 images named by their ``coco_url``: ``<root>/train2017/<file>``."""
+    url = image.get("coco_url")
+    if isinstance(url, str) and url.count("/") >= 2:
+        split_folder, base = url.split("/")[-2:]
+        return os.path.join(image_root, split_folder, base)
+    if isinstance(image.get("file_name"), str):
+        return os.path.join(image_root, image["file_name"])
+    raise AnnotationError(
+        f"{source}: image id {image.get('id')} has neither 'coco_url' nor 'file_name'"
+    )
+
+
+def load_lvis_regions(
+    json_file: str,
+    image_root: str,
+    name: str | None = None,
+    layout: str = "",
+    prepare: str = "see datasets/README.md",
+) -> list[dict]:
+    """LVIS annotations as SCA dataset dicts whose captions are category names.
+
+    Args:
+        image_root: the COCO folder holding ``train2017/`` and ``val2017/``.
+    """
+    source = name or json_file
+    require_paths(
+        source, [json_file, image_root], layout or f"  {json_file}\n  {image_root}/", prepare
+    )
+    api = LVIS(json_file)
+    category_captions = {cid: category_caption(c["name"]) for cid, c in api.cats.items()}
+    stats = RegionStats()
+    dicts = [
+        image_record_to_dict(
+            api.imgs[image_id],
+            api.img_ann_map.get(image_id, []),
+            lvis_file_name(api.imgs[image_id], image_root, json_file),
+            category_captions,
+            None,
+            normalize_whitespace,
+            stats,
+            json_file,
+        )
+        for image_id in sorted(api.imgs)
+    ]
+    stats.log(source)
+    return dicts

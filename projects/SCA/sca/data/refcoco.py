@@ -1,0 +1,122 @@
+"""RefCOCO, RefCOCO+ and RefCOCOg from the ``refer`` layout: each referred object is one region
+whose captions are all of its referring expressions."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+from collections import defaultdict
+
+from pycocotools.coco import COCO
+
+from .captions import normalize_whitespace
+from .errors import AnnotationError, require_paths
+from .region_records import RegionStats, image_record_to_dict
+
+REFER_LAYOUT = """\
+  $DETECTRON2_DATASETS/
+    refcoco/   refs(unc).p  refs(google).p  instances.json
+    refcoco+/  refs(unc).p  instances.json
+    refcocog/  refs(umd).p  refs(google).p  instances.json
+    coco/train2014/COCO_train2014_<12-digit id>.jpg"""
+REFER_PREPARE = (
+    "download refcoco.zip, refcoco+.zip and refcocog.zip (lichengunc/refer) and unzip them "
+    "into $DETECTRON2_DATASETS, and COCO train2014 images into $DETECTRON2_DATASETS/coco/ "
+    "(see datasets/README.md)"
+)
+
+
+def _utf8(text: str) -> str:
+    """Undo the latin-1 decoding of Python 2 byte strings (refer's pickles are Python 2 pickles)."""
+    try:
+        return text.encode("latin1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def read_refs(refs_file: str) -> list[dict]:
+    """Load a refer ``refs(<split_by>).p`` pickle (Python 2 or 3) as a list of ref dicts."""
+    with open(refs_file, "rb") as f:
+        refs = pickle.load(f, encoding="latin1")
+    if not isinstance(refs, list):
+        raise AnnotationError(
+            f"{refs_file}: expected a pickled list of refs, got {type(refs).__name__}"
+        )
+    return refs
+
+
+def _ref_sentences(ref: dict, refs_file: str) -> list[str]:
+    sentences = ref.get("sentences")
+    if not isinstance(sentences, list) or not sentences:
+        raise AnnotationError(
+            f"{refs_file}: ref id {ref.get('ref_id')} needs a non-empty 'sentences' list"
+        )
+    texts = []
+    for sentence in sentences:
+        text = sentence.get("sent", sentence.get("raw")) if isinstance(sentence, dict) else None
+        if not isinstance(text, str):
+            raise AnnotationError(
+                f"{refs_file}: ref id {ref.get('ref_id')} has a sentence without a 'sent' or "
+                f"'raw' string: {sentence!r}"
+            )
+        texts.append(_utf8(text))
+    return texts
+
+
+def load_refcoco(
+    refs_file: str,
+    instances_file: str,
+    image_root: str,
+    split: str,
+    name: str | None = None,
+) -> list[dict]:
+    """Dataset dicts of one split of a refer data set (e.g. ``refs(unc).p``, split "testA").
+
+    Box and image size come from ``instances.json``; the region ``id`` is the ref id.
+    """
+    source = name or refs_file
+    require_paths(source, [refs_file, instances_file, image_root], REFER_LAYOUT, REFER_PREPARE)
+    refs = read_refs(refs_file)
+    available = sorted({str(r.get("split")) for r in refs})
+    refs = [r for r in refs if r.get("split") == split]
+    if not refs:
+        raise AnnotationError(
+            f"{refs_file} has no ref with split {split!r}; its splits: {available}"
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO(instances_file)
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for ref in refs:
+        ann = api.anns.get(ref.get("ann_id"))
+        if ann is None or ref.get("image_id") not in api.imgs:
+            raise AnnotationError(
+                f"{refs_file}: ref id {ref.get('ref_id')} points to ann_id {ref.get('ann_id')} / "
+                f"image_id {ref.get('image_id')}, not found in {instances_file}"
+            )
+        by_image[ref["image_id"]].append(
+            {
+                "id": ref.get("ref_id"),
+                "bbox": ann["bbox"],
+                "captions": _ref_sentences(ref, refs_file),
+            }
+        )
+    stats = RegionStats()
+    dicts = []
+    for image_id in sorted(by_image):
+        image = api.imgs[image_id]
+        dicts.append(
+            image_record_to_dict(
+                image,
+                by_image[image_id],
+                os.path.join(image_root, image["file_name"]),
+                {},
+                "captions",
+                normalize_whitespace,
+                stats,
+                refs_file,
+            )
+        )
+    stats.log(f"{source} ({split})")
+    return dicts
