@@ -137,6 +137,8 @@ def add_sca_config(cfg: CN) -> None:
     ev = cfg.TEST.SCA = CN()
     # Reproduce the DenseCap Lua quirk: a detection overlapping no target claims the last target.
     ev.DENSECAP_LAST_TARGET_QUIRK = True
+    # Instances field that ranks detections for the DenseCap mAP ("scores" or "caption_scores").
+    ev.DENSECAP_SCORE_FIELD = "scores"
     # Run SPICE when Stanford CoreNLP is available (it is reported as unavailable otherwise).
     ev.SPICE = False
     # Images with drawn masks and captions written by evaluation (0: none).
