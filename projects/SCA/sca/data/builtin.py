@@ -12,7 +12,7 @@ from .coco_json import load_sca_coco_json
 from .lvis_json import load_lvis_regions
 from .paths import datasets_root
 from .refcoco import load_refcoco
-from .vg import VG_LAYOUT, load_vg_densecap
+from .vg import load_vg_densecap
 
 # name -> (folder under the root, refs pickle, split)
 REFER_SPLITS = {
@@ -71,8 +71,9 @@ def register_all_sca_datasets() -> None:
                 caption_field="caption",
                 clean=densecap_clean,
                 name=n,
-                prepare="download GRiT's VG train.json / test.json into vg/annotations/ "
-                f"(datasets/README.md); layout:\n{VG_LAYOUT}",
+                prepare="download GRiT's VG train.json / test.json (datasets/README.md)",
+                layout=f"  $DETECTRON2_DATASETS/vg/annotations/{s}.json\n"
+                "  $DETECTRON2_DATASETS/vg/images/<file_name>",
             ),
             "dense_caption",
         )
@@ -88,7 +89,12 @@ def register_all_sca_datasets() -> None:
         _register(
             name,
             lambda j=json_file, i=image_root, n=name: load_sca_coco_json(
-                _root(j), _root(i), caption_field=None, name=n, prepare=_README
+                _root(j),
+                _root(i),
+                caption_field=None,
+                name=n,
+                prepare=_README,
+                layout=f"  $DETECTRON2_DATASETS/{j}\n  $DETECTRON2_DATASETS/{i}/<file_name>",
             ),
             "region_caption",
         )
@@ -96,7 +102,11 @@ def register_all_sca_datasets() -> None:
         _register(
             name,
             lambda j=json_file, i=image_root, n=name: load_lvis_regions(
-                _root(j), _root(i), n, prepare=_README
+                _root(j),
+                _root(i),
+                n,
+                prepare=_README,
+                layout=f"  $DETECTRON2_DATASETS/{j}\n  $DETECTRON2_DATASETS/{i}/{{train,val}}2017/",
             ),
             "region_caption",
         )

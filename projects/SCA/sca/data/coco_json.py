@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -24,6 +25,29 @@ COCO_JSON_LAYOUT = """\
   <image_root>/<file_name of each image>"""
 
 
+def read_coco_json(json_file: str) -> COCO:
+    """A pycocotools ``COCO`` index of ``json_file``; annotations may lack ``category_id``."""
+    with open(json_file) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
+        raise AnnotationError(
+            f"{json_file}: expected a COCO-style object with 'images' and 'annotations' lists"
+        )
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or "id" not in ann or "image_id" not in ann:
+            ann_id = ann.get("id") if isinstance(ann, dict) else None
+            raise AnnotationError(
+                f"{json_file}: annotation #{i} (id {ann_id}) needs 'id' and 'image_id' fields"
+            )
+        # pycocotools indexes every annotation by category; caption-only data has none.
+        ann.setdefault("category_id", None)
+    api = COCO()
+    api.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        api.createIndex()
+    return api
+
+
 def load_sca_coco_json(
     json_file: str,
     image_root: str,
@@ -31,6 +55,7 @@ def load_sca_coco_json(
     clean: Callable[[str], str] = normalize_whitespace,
     name: str | None = None,
     prepare: str = "see datasets/README.md",
+    layout: str = COCO_JSON_LAYOUT,
 ) -> list[dict]:
     """Load a COCO-style JSON as SCA dataset dicts.
 
@@ -42,11 +67,11 @@ def load_sca_coco_json(
         clean: applied to every caption from ``caption_field`` (default: whitespace only).
         name: the registered name, used in messages.
         prepare: how to obtain the files, shown when they are missing.
+        layout: the expected files, shown when they are missing.
     """
     source = name or json_file
-    require_paths(source, [json_file, image_root], COCO_JSON_LAYOUT, prepare)
-    with contextlib.redirect_stdout(io.StringIO()):
-        api = COCO(json_file)
+    require_paths(source, [json_file, image_root], layout, prepare)
+    api = read_coco_json(json_file)
     category_captions = {
         c["id"]: category_caption(c["name"]) for c in api.dataset.get("categories", [])
     }

@@ -3,15 +3,12 @@ whose captions are all of its referring expressions."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pickle
 from collections import defaultdict
 
-from pycocotools.coco import COCO
-
 from .captions import normalize_whitespace
+from .coco_json import read_coco_json
 from .errors import AnnotationError, require_paths
 from .region_records import RegionStats, image_record_to_dict
 
@@ -85,8 +82,7 @@ def load_refcoco(
         raise AnnotationError(
             f"{refs_file} has no ref with split {split!r}; its splits: {available}"
         )
-    with contextlib.redirect_stdout(io.StringIO()):
-        api = COCO(instances_file)
+    api = read_coco_json(instances_file)
     by_image: dict[int, list[dict]] = defaultdict(list)
     for ref in refs:
         ann = api.anns.get(ref.get("ann_id"))
@@ -106,6 +102,8 @@ def load_refcoco(
     dicts = []
     for image_id in sorted(by_image):
         image = api.imgs[image_id]
+        if not isinstance(image.get("file_name"), str):
+            raise AnnotationError(f"{instances_file}: image id {image_id} has no 'file_name'")
         dicts.append(
             image_record_to_dict(
                 image,
