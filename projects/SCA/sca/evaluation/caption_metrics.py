@@ -54,24 +54,39 @@ _meteor: Meteor | None = None
 _meteor_lock = threading.Lock()
 
 
-def _run_meteor(gts: dict, res: dict) -> float:
-    """pycocoevalcap's Meteor.compute_score on a process kept for the next call (JVM start-up and
-    paraphrase loading take ~10 s). pycocoevalcap's class does not release its lock on an error,
-    so a process that raised is dropped, never reused."""
+def _coco_meteor() -> Meteor:
+    """Take the kept pycocoevalcap Meteor process (or start one: JVM start-up and paraphrase
+    loading take ~10 s); hand it back with :func:`_release_coco_meteor`."""
     global _meteor
     with _meteor_lock:
-        if _meteor is None or _meteor.meteor_p.poll() is not None:
-            _meteor = Meteor()
         scorer, _meteor = _meteor, None
-        try:
-            score, _ = scorer.compute_score(gts, res)
-        except BaseException:
-            scorer.meteor_p.kill()
-            if scorer.lock.locked():
-                scorer.lock.release()  # so that its __del__ does not block
-            raise
-        _meteor = scorer
-        return float(score)
+    if scorer is None or scorer.meteor_p.poll() is not None:
+        scorer = Meteor()
+    return scorer
+
+
+def _release_coco_meteor(scorer: Meteor) -> None:
+    global _meteor
+    with _meteor_lock:
+        if _meteor is None:
+            _meteor, scorer = scorer, None
+    if scorer is not None:
+        scorer.meteor_p.kill()
+
+
+def _run_meteor(gts: dict, res: dict) -> float:
+    """pycocoevalcap's Meteor.compute_score on a process kept for the next call. pycocoevalcap's
+    class does not release its lock on an error, so a process that raised is killed, not reused."""
+    scorer = _coco_meteor()
+    try:
+        score, _ = scorer.compute_score(gts, res)
+    except BaseException:
+        scorer.meteor_p.kill()
+        if scorer.lock.locked():
+            scorer.lock.release()  # so that its __del__ does not block
+        raise
+    _release_coco_meteor(scorer)
+    return float(score)
 
 
 def _as_items(predictions, references) -> tuple[list, list[str], list[list[str]]]:
