@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
-import os
 from collections.abc import Callable
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -14,9 +12,7 @@ from pycocotools.coco import COCO
 
 from .captions import category_caption, normalize_whitespace
 from .errors import AnnotationError, require_paths
-from .region_records import RegionStats, image_record_to_dict
-
-logger = logging.getLogger(__name__)
+from .region_records import RegionStats, image_file_name, image_record_to_dict
 
 COCO_JSON_LAYOUT = """\
   <json_file>: COCO-style {"images": [{"id", "file_name", "height", "width"}],
@@ -79,13 +75,11 @@ def load_sca_coco_json(
     dicts = []
     for image_id in sorted(api.imgs):
         image = api.imgs[image_id]
-        if not isinstance(image.get("file_name"), str):
-            raise AnnotationError(f"{json_file}: image id {image_id} has no 'file_name' string")
         dicts.append(
             image_record_to_dict(
                 image,
                 api.imgToAnns.get(image_id, []),
-                os.path.join(image_root, image["file_name"]),
+                image_file_name(image, image_root, json_file),
                 category_captions,
                 caption_field,
                 clean,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from lvis import LVIS
 
 from .captions import category_caption, normalize_whitespace
-from .errors import AnnotationError, require_paths
-from .region_records import RegionStats, image_record_to_dict
-
-logger = logging.getLogger(__name__)
+from .errors import require_paths
+from .region_records import RegionStats, image_file_name, image_record_to_dict
 
 
 def lvis_file_name(image: dict, image_root: str, source: str) -> str:
@@ -20,11 +17,7 @@ def lvis_file_name(image: dict, image_root: str, source: str) -> str:
     if isinstance(url, str) and url.count("/") >= 2:
         split_folder, base = url.split("/")[-2:]
         return os.path.join(image_root, split_folder, base)
-    if isinstance(image.get("file_name"), str):
-        return os.path.join(image_root, image["file_name"])
-    raise AnnotationError(
-        f"{source}: image id {image.get('id')} has neither 'coco_url' nor 'file_name'"
-    )
+    return image_file_name(image, image_root, source)
 
 
 def load_lvis_regions(

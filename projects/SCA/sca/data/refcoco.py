@@ -3,14 +3,13 @@ whose captions are all of its referring expressions."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections import defaultdict
 
 from .captions import normalize_whitespace
 from .coco_json import read_coco_json
 from .errors import AnnotationError, require_paths
-from .region_records import RegionStats, image_record_to_dict
+from .region_records import RegionStats, image_file_name, image_record_to_dict
 
 REFER_LAYOUT = """\
   $DETECTRON2_DATASETS/
@@ -102,13 +101,11 @@ def load_refcoco(
     dicts = []
     for image_id in sorted(by_image):
         image = api.imgs[image_id]
-        if not isinstance(image.get("file_name"), str):
-            raise AnnotationError(f"{instances_file}: image id {image_id} has no 'file_name'")
         dicts.append(
             image_record_to_dict(
                 image,
                 by_image[image_id],
-                os.path.join(image_root, image["file_name"]),
+                image_file_name(image, image_root, instances_file),
                 {},
                 "captions",
                 normalize_whitespace,

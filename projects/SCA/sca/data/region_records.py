@@ -40,6 +40,13 @@ class RegionStats:
         )
 
 
+def image_file_name(image: Mapping, image_root: str, source: str) -> str:
+    """``image_root`` joined with the image record's ``file_name``."""
+    if not isinstance(image.get("file_name"), str):
+        raise AnnotationError(f"{source}: image id {image.get('id')} has no 'file_name' string")
+    return os.path.join(image_root, image["file_name"])
+
+
 def _xywh_box(ann: Mapping, source: str) -> list[float]:
     bbox = ann.get("bbox")
     try:
