@@ -42,23 +42,25 @@ def make_tiny_lm(folder: Path, arch: str = "gpt2", seed: int = 0) -> Path:
         config = GPT2Config(
             vocab_size=len(tok),
             n_positions=64,
-            n_embd=32,
+            n_embd=64,
             n_layer=2,
             n_head=2,
             eos_token_id=tok.eos_token_id,
+            initializer_range=0.2,
             bos_token_id=tok.eos_token_id,
         )
         model = GPT2LMHeadModel(config)
     elif arch == "llama":
         config = LlamaConfig(
             vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=64,
+            intermediate_size=128,
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=64,
             eos_token_id=tok.eos_token_id,
+            initializer_range=0.2,
             bos_token_id=tok.eos_token_id,
             tie_word_embeddings=True,
         )
