@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -76,9 +78,26 @@ def prepare_vg_cache(
     return out
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: allocating millions of small containers otherwise
+    triggers it over and over (VG train builds 4x slower)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def vg_split_to_dicts(data: VGSplit, image_root: str) -> list[dict]:
     """Turn a :class:`VGSplit` into Detectron2 dataset dicts (one caption per region)."""
-    image_root = os.path.abspath(image_root)
+    with _gc_paused():
+        return _split_to_dicts(data, os.path.abspath(image_root))
+
+
+def _split_to_dicts(data: VGSplit, image_root: str) -> list[dict]:
     boxes = data.boxes.tolist()
     region_ids = data.region_ids.tolist()
     offsets = data.offsets.tolist()
