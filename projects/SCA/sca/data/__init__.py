@@ -10,8 +10,10 @@ from .coco_json import load_sca_coco_json, register_sca_coco_json
 from .dataset_mapper import SCADatasetMapper
 from .errors import AnnotationError, DatasetNotFoundError, ImageReadError
 from .image_io import read_image
+from .shapes import register_sca_shapes
 
 register_all_sca_datasets()
+register_sca_shapes()
 
 __all__ = [
     "AnnotationError",
