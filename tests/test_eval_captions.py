@@ -10,6 +10,7 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from sca.evaluation import caption_metrics, spice_status
 from sca.evaluation.caption_metrics import evaluate_captions, normalize_caption
+from sca.evaluation.meteor import shared_meteor
 from sca.evaluation.pos_recall import noun_verb_recall
 
 PREDICTIONS = [
@@ -26,6 +27,14 @@ REFERENCES = [
     ["A white plate", "plate on the table"],
     ["green grass"],
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def start_meteor_processes():
+    """Start both METEOR JVMs (the DenseCap one and pycocoevalcap's) at once: they load their
+    paraphrase tables in parallel, and later test files of the session reuse them."""
+    shared_meteor()
+    caption_metrics._release_coco_meteor(caption_metrics._coco_meteor())
 
 
 def pycocoevalcap_directly(predictions, references):

@@ -105,6 +105,14 @@ def test_duplicates_of_one_target_count_once():
     assert result["map"] == 0.5
 
 
+def test_low_iou_detection_still_takes_its_target():
+    # As in the Lua code, a detection takes its best target whatever the IoU: a higher-scored box
+    # at IoU 0.2 with CAR makes the later exact CAR box a duplicate.
+    predictions = [pred(0, ([0, 0, 19, 99], "a red car", 0.9), (CAR, "a red car", 0.8))]
+    result = evaluate_densecap(predictions, gt([(CAR, "a red car")]))
+    assert result["det_map"] == 0.0 and result["map"] == 0.0
+
+
 def test_last_target_quirk_on_and_off():
     # The first detection overlaps nothing. With the quirk it claims the image's last merged target
     # (DOG), so the later exact DOG detection is a duplicate: AP 0. Without it: tp = [0, 1],

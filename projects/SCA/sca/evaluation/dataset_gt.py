@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 
@@ -83,11 +84,12 @@ def check_image_ids(predicted: list, index: Mapping, dataset_name: str) -> None:
 
 
 def as_percent(metrics: Mapping, keys: tuple[str, ...]) -> dict[str, float]:
-    """The float metrics among ``keys`` scaled by 100, the scale of Detectron2's tables."""
+    """The finite metrics among ``keys`` scaled by 100, the scale of Detectron2's tables (NaN, a
+    metric with nothing to average, is left out)."""
     out = {}
     for key in keys:
         value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[key] = 100.0 * float(value)
     return out
 
