@@ -62,7 +62,9 @@ def jitter(rng: np.random.Generator, boxes: np.ndarray, amount: np.ndarray) -> n
     return out.round(1)
 
 
-def make_data(num_images: int, preds_per_image: int, gt_per_image: int, seed: int):
+def make_data(
+    num_images: int, preds_per_image: int, gt_per_image: int, seed: int
+) -> tuple[list[dict], list[dict]]:
     rng = np.random.default_rng(seed)
     predictions, ground_truth = [], []
     for image_id in range(num_images):
@@ -103,7 +105,7 @@ class TimedMeteor:
         self.scorer = shared_meteor()
         self.seconds = 0.0
 
-    def score(self, pairs):
+    def score(self, pairs: list[tuple[str, list[str]]]) -> list[float]:
         start = time.perf_counter()
         scores = self.scorer.score(pairs)
         self.seconds += time.perf_counter() - start
