@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.24",
     "Pillow>=9.0",
     "tqdm>=4.60",
+    # noun/verb recall: TextBlob's bundled Pattern tagger works offline
+    "textblob==0.20.1",
 ]
 
 EXTRAS = {

@@ -117,6 +117,9 @@ def add_sca_config(cfg: CN) -> None:
     cfg.INPUT.NUM_POINTS_PER_REGION = 0
     # Sampling ratio of each DATASETS.TRAIN entry (empty: proportional to data set size).
     cfg.DATASETS.TRAIN_RATIOS = []
+    # SAM pads every image to a square, so grouping by aspect ratio gains nothing; off, the
+    # training stream is exactly resumable.
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
 
     # ---- solver ----
     cfg.SOLVER.OPTIMIZER = "ADAMW"
@@ -128,13 +131,16 @@ def add_sca_config(cfg: CN) -> None:
     cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
     cfg.SOLVER.WARMUP_ITERS = 200
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+    # "full_model": one global gradient norm over all trained parameters (paper: 1.0).
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
     # AMP precision on CUDA: "float16" or "bfloat16" (SOLVER.AMP.ENABLED switches it on).
     cfg.SOLVER.AMP.PRECISION = "float16"
 
     # ---- evaluation ----
     ev = cfg.TEST.SCA = CN()
+    # Images per inference batch: the regions of all of them are captioned together.
+    ev.IMS_PER_BATCH = 1
     # Reproduce the DenseCap Lua quirk: a detection overlapping no target claims the last target.
     ev.DENSECAP_LAST_TARGET_QUIRK = True
     # Instances field that ranks detections for the DenseCap mAP ("scores" or "caption_scores").

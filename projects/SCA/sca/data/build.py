@@ -70,5 +70,8 @@ def build_sca_train_loader(cfg: CfgNode, mapper: Callable | None = None):
 def build_sca_test_loader(cfg: CfgNode, dataset_name: str, mapper: Callable | None = None):
     """Detectron2's test loader over one data set with :class:`SCADatasetMapper` in test mode."""
     return build_detection_test_loader(
-        cfg, dataset_name, mapper=mapper if mapper is not None else SCADatasetMapper(cfg, False)
+        cfg,
+        dataset_name,
+        mapper=mapper if mapper is not None else SCADatasetMapper(cfg, False),
+        batch_size=cfg.TEST.SCA.IMS_PER_BATCH,
     )

@@ -1,0 +1,118 @@
+"""SCA's DefaultTrainer: its model, data, evaluators, optimiser, checkpoints and CPU/DDP fixes."""
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch import nn
+
+from ..data import SCADatasetMapper, build_sca_test_loader
+from ..data.build import mixing_weights
+from ..data.stream import ResumableTrainingStream
+from ..evaluation import build_sca_evaluator
+from .checkpoint import SCACheckpointer
+from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
+from .optim import build_sca_optimizer
+from .visualize import save_visualizations
+
+
+class SCATrainer(DefaultTrainer):
+    """Detectron2's DefaultTrainer with SCA's parts. Differences from the stock trainer: DDP
+    without ``device_ids`` on CPU (gloo), AMP only where CUDA is, checkpoints without frozen
+    weights, and a training stream that resumes exactly where it stopped."""
+
+    def __init__(self, cfg: CfgNode):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        limit_cpu_threads()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        precision = amp_precision(cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION)
+        if precision is None:
+            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+        else:
+            self._trainer = AMPTrainer(model, data_loader, optimizer, precision=precision)
+
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SCACheckpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            save_frozen=cfg.MODEL.SCA.CHECKPOINT_FROZEN_WEIGHTS,
+            trainer=weakref.proxy(self),
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        super().resume_or_load(resume=resume)
+        # continue the training stream at the first sample this rank has not used yet
+        per_rank = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        self._stream.start = self.start_iter * per_rank
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> nn.Module:
+        model = super().build_model(cfg)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        logging.getLogger(__name__).info(
+            "Trainable parameters: %.2fM of %.2fM", trainable / 1e6, total / 1e6
+        )
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        return build_sca_optimizer(cfg, model)
+
+    def build_train_loader(self, cfg: CfgNode):
+        """Detectron2's batching over a :class:`ResumableTrainingStream` of ``DATASETS.TRAIN``,
+        mixed by ``DATASETS.TRAIN_RATIOS``."""
+        per_set = [
+            get_detection_dataset_dicts([n], filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+            for n in cfg.DATASETS.TRAIN
+        ]
+        ratios = list(cfg.DATASETS.TRAIN_RATIOS)
+        weights = mixing_weights([len(d) for d in per_set], ratios) if ratios else None
+        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        self._stream = ResumableTrainingStream(
+            [d for dataset in per_set for d in dataset], SCADatasetMapper(cfg, True), seed, weights
+        )
+        return build_detection_train_loader(
+            dataset=self._stream,
+            mapper=None,
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            aspect_ratio_grouping=False,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_sca_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_sca_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
+        results = super().test(cfg, model, evaluators)
+        if cfg.TEST.SCA.NUM_VIS_IMAGES > 0 and comm.is_main_process():
+            for name in cfg.DATASETS.TEST:
+                save_visualizations(
+                    cfg, model, name, os.path.join(cfg.OUTPUT_DIR, "visualizations", name)
+                )
+        return results

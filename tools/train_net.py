@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Train and evaluate Segment and Caption Anything with Detectron2's engine.
+
+    python tools/train_net.py --config-file configs/sca_vg.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/sca_vg.yaml --eval-only MODEL.WEIGHTS ckpt.pth
+    python tools/train_net.py --config-file configs/sca_demo.yaml          # CPU, no downloads
+
+Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over gloo.
+"""
+
+import sys
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+try:
+    import sca
+except ImportError as e:  # a broken environment: one message, not a deep traceback
+    sys.exit(f"error: {e}")
+from sca.data import DatasetNotFoundError, ImageReadError
+from sca.engine import SCACheckpointer, SCATrainer
+
+
+def setup(args) -> CfgNode:
+    cfg = get_cfg()
+    sca.add_sca_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = SCATrainer.build_model(cfg)
+        SCACheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = SCATrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = SCATrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def guarded_main(args):
+    """Missing data or weights end the run with the message that names them."""
+    try:
+        return main(args)
+    except (DatasetNotFoundError, ImageReadError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        guarded_main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
