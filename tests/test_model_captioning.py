@@ -87,6 +87,17 @@ def test_training_step_changes_only_trainable_parameters(lm_folder):
             assert torch.equal(p, before[name]), f"frozen {name} changed"
 
 
+def test_trainable_image_encoder_gets_gradients_through_frozen_sam_decoder(tiny_gpt2):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.SAM.TRAIN_IMAGE_ENCODER": True}).train()
+    assert model.backbone.training
+    losses = model([_train_input([[1, 2, 30, 40]], ["a red circle"])])
+    losses["loss_caption"].backward()
+    encoder_grads = [p.grad for p in model.backbone.parameters()]
+    assert all(g is not None for g in encoder_grads)
+    assert sum(g.abs().sum() for g in encoder_grads) > 0
+    assert all(p.grad is None for p in model.roi_heads.mask_decoder.parameters())
+
+
 def test_frozen_lm_keeps_dropout_off_in_training(tiny_gpt2):
     model = _build(tiny_gpt2).train()
     assert not model.roi_heads.captioner.lm.training

@@ -10,17 +10,19 @@ Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over g
 
 import sys
 
-from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import default_argument_parser, default_setup, launch
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
-
-try:
+try:  # first, so that a broken environment gives one message, not a deep traceback
     import sca
-except ImportError as e:  # a broken environment: one message, not a deep traceback
+except ImportError as e:
     sys.exit(f"error: {e}")
-from sca.data import DatasetNotFoundError, ImageReadError
-from sca.engine import SCACheckpointer, SCATrainer
+
+from detectron2.config import CfgNode, get_cfg  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
+from sca.engine import SCACheckpointer, SCATrainer  # noqa: E402
+from sca.evaluation import JavaNotFoundError  # noqa: E402
 
 
 def setup(args) -> CfgNode:
@@ -53,7 +55,7 @@ def guarded_main(args):
     """Missing data or weights end the run with the message that names them."""
     try:
         return main(args)
-    except (DatasetNotFoundError, ImageReadError, FileNotFoundError) as e:
+    except (DatasetNotFoundError, ImageReadError, FileNotFoundError, JavaNotFoundError) as e:
         sys.exit(f"error: {e}")
 
 

@@ -5,7 +5,11 @@ from torch import nn
 
 
 def frozen_parameter_names(model: nn.Module) -> set[str]:
-    return {n for n, p in model.named_parameters() if not p.requires_grad}
+    """Names of frozen parameters, tied aliases included (GPT-2's ``lm_head.weight`` is
+    ``wte.weight``)."""
+    return {
+        n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad
+    }
 
 
 class SCACheckpointer(DetectionCheckpointer):

@@ -89,7 +89,9 @@ class SCACaptionHead(nn.Module):
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[SAMRegionOutput, torch.Tensor]:
         """SAM's outputs and the mixer's caption queries for one image's prompts."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.sam_trainable_now()):
+        # SAM's decoder needs a graph when it is trained or when a trained encoder lies behind it
+        needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
+        with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
             sam = decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
         queries = self.mixer(sam.tokens, sam.region_embeddings, self.prompt_encoder.get_dense_pe())
         return sam, queries
