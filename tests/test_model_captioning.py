@@ -9,6 +9,7 @@ from detectron2.structures import Boxes, Instances
 from tiny_models import tiny_cfg
 
 from sca.modeling.language_model import load_causal_lm, resolve_lm_source
+from sca.modeling.sam_regions import RegionPrompts
 
 H, W = 64, 48
 
@@ -249,3 +250,27 @@ def test_real_smollm2_gguf_as_frozen_lm():
     with torch.no_grad():
         inst = model([_test_input(_random_boxes(2, 0))])[0]["instances"]
     assert len(inst.pred_captions) == 2 and torch.isfinite(inst.caption_scores).all()
+
+
+def test_box_pooled_queries_average_the_embedding_inside_the_box(tiny_gpt2):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.MIXER.BOX_POOLED_QUERIES": True}).eval()
+    head = model.roi_heads
+    embedding = torch.randn(1, 32, 4, 4)  # 64 px input, 16 px patches
+    prompts = RegionPrompts(boxes=torch.tensor([[0.0, 0.0, 32.0, 32.0], [32.0, 16.0, 64.0, 48.0]]))
+    pooled = head._pooled_region_features(embedding, prompts)
+    assert torch.allclose(pooled[0], embedding[0, :, 0:2, 0:2].mean(dim=(1, 2)), atol=1e-6)
+    assert torch.allclose(pooled[1], embedding[0, :, 1:3, 2:4].mean(dim=(1, 2)), atol=1e-6)
+    points = RegionPrompts(
+        points=torch.tensor([[[8.0, 8.0]]]), point_labels=torch.ones(1, 1, dtype=torch.long)
+    )
+    one_patch = RegionPrompts(boxes=torch.tensor([[0.0, 0.0, 16.0, 16.0]]))
+    assert torch.equal(
+        head._pooled_region_features(embedding, points),
+        head._pooled_region_features(embedding, one_patch),
+    )
+    boxes = _random_boxes(16, seed=9)
+    with torch.no_grad():
+        together = model([_test_input(boxes)])[0]["instances"]
+        alone = model([_test_input([boxes[4]])])[0]["instances"]
+    assert alone.pred_captions == [together.pred_captions[4]]
+    assert torch.allclose(alone.caption_scores, together.caption_scores[4:5], atol=1e-4)

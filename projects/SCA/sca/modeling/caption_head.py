@@ -9,6 +9,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
+from torchvision.ops import roi_align
 
 from .captioner import PrefixCaptioner
 from .language_model import load_causal_lm
@@ -43,6 +44,7 @@ class SCACaptionHead(nn.Module):
         max_new_tokens: int = 20,
         num_beams: int = 1,
         chunk_size: int = 8,
+        box_pooled_queries: bool = False,
     ):
         super().__init__()
         self.prompt_encoder = prompt_encoder.requires_grad_(train_prompt_encoder)
@@ -55,6 +57,7 @@ class SCACaptionHead(nn.Module):
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.chunk_size = chunk_size
+        self.box_pooled_queries = box_pooled_queries
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
@@ -83,6 +86,7 @@ class SCACaptionHead(nn.Module):
             "max_new_tokens": sca.GENERATION.MAX_NEW_TOKENS,
             "num_beams": sca.GENERATION.NUM_BEAMS,
             "chunk_size": sca.GENERATION.CHUNK_SIZE,
+            "box_pooled_queries": sca.MIXER.BOX_POOLED_QUERIES,
         }
 
     def _regions(
@@ -93,8 +97,29 @@ class SCACaptionHead(nn.Module):
         needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
             sam = decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
-        queries = self.mixer(sam.tokens, sam.region_embeddings, self.prompt_encoder.get_dense_pe())
+        pooled = self._pooled_region_features(image_embedding, prompts)
+        queries = self.mixer(
+            sam.tokens, sam.region_embeddings, self.prompt_encoder.get_dense_pe(), pooled
+        )
         return sam, queries
+
+    def _pooled_region_features(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts
+    ) -> torch.Tensor | None:
+        """Mean of the image embedding inside each box (around the first point when there is no
+        box), when MIXER.BOX_POOLED_QUERIES is on."""
+        if not self.box_pooled_queries:
+            return None
+        input_size = self.prompt_encoder.input_image_size[0]
+        scale = image_embedding.shape[-1] / input_size
+        boxes = prompts.boxes
+        if boxes is None:
+            half = 0.5 / scale
+            center = prompts.points[:, 0]
+            boxes = torch.cat([center - half, center + half], dim=1)
+        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
+        pooled = roi_align(image_embedding, rois, output_size=2, spatial_scale=scale, aligned=True)
+        return pooled.mean(dim=(2, 3))
 
     def sam_trainable_now(self) -> bool:
         return self.training and self.sam_trainable

@@ -30,18 +30,23 @@ class TextFeatureMixer(nn.Module):
         sam_tokens: torch.Tensor,
         region_embeddings: torch.Tensor,
         image_pe: torch.Tensor,
+        pooled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             sam_tokens: (N, T, C) output tokens of SAM's two-way transformer, one row per region.
             region_embeddings: (N, C, H, W) image embedding as updated for each region by SAM.
             image_pe: (1, C, H, W) SAM's dense positional encoding.
+            pooled: optional (N, C) region features added to every caption token, before and
+                after the transformer.
         Returns:
             (N, num_caption_tokens, C) caption query features.
         """
         n = sam_tokens.shape[0]
-        queries = torch.cat(
-            [self.caption_tokens.weight.unsqueeze(0).expand(n, -1, -1), sam_tokens], dim=1
-        )
+        caption = self.caption_tokens.weight.unsqueeze(0).expand(n, -1, -1)
+        if pooled is not None:
+            caption = caption + pooled[:, None, :]
+        queries = torch.cat([caption, sam_tokens], dim=1)
         hs, _ = self.transformer(region_embeddings, image_pe, queries)
-        return hs[:, : self.num_caption_tokens]
+        out = hs[:, : self.num_caption_tokens]
+        return out if pooled is None else out + pooled[:, None, :]
