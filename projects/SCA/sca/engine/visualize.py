@@ -13,7 +13,8 @@ from ..data import SCADatasetMapper, read_image
 
 def draw_regions(image_rgb, instances) -> "object":
     """A Detectron2 VisImage with each region's mask, box and caption."""
-    vis = Visualizer(image_rgb)
+    # small images are drawn larger so that captions stay legible
+    vis = Visualizer(image_rgb, scale=max(1.0, 512 / max(image_rgb.shape[:2])))
     instances = instances.to("cpu")
     return vis.overlay_instances(
         masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
