@@ -19,6 +19,7 @@ from detectron2.config import CfgNode, get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
 from sca.engine import SCACheckpointer, SCATrainer  # noqa: E402
@@ -32,6 +33,7 @@ def setup(args) -> CfgNode:
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sca")
     return cfg
 
 
