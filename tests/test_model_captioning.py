@@ -21,7 +21,7 @@ def _image(seed: int = 0) -> torch.Tensor:
 
 def _train_input(boxes, captions, seed=0) -> dict:
     inst = Instances((H, W))
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
     inst.gt_captions = list(captions)
     return {"image": _image(seed), "instances": inst}
 
