@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from sca.config import add_sca_config
 from sca.data import build_sca_test_loader, build_sca_train_loader, register_sca_coco_json
 from sca.data.build import mixing_weights
-from sca.data.samplers import WeightedInfiniteSampler
+from sca.data.stream import ResumableTrainingStream
 
 COCO_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "coco_39769"
 needs_coco = pytest.mark.skipif(not COCO_DIR.is_dir(), reason="../shared/data/coco_39769 absent")
@@ -28,17 +28,33 @@ def test_mixing_weights_give_each_set_its_ratio():
         mixing_weights([2, 8], [1.0, -1.0])
 
 
-def test_weighted_sampler_is_seeded_proportional_and_rank_sharded(monkeypatch):
+def _draws(stream: ResumableTrainingStream, n: int) -> list[int]:
+    return [d["i"] for d in itertools.islice(iter(stream), n)]
+
+
+def test_stream_is_seeded_proportional_resumable_and_rank_sharded(monkeypatch):
+    dicts = [{"i": i} for i in range(10)]
     weights = mixing_weights([2, 8], [3.0, 1.0])
-    draws = list(itertools.islice(iter(WeightedInfiniteSampler(weights, seed=5)), 20000))
-    assert sum(i < 2 for i in draws) / len(draws) == pytest.approx(0.75, abs=0.02)
+    draws = _draws(ResumableTrainingStream(dicts, dict, 5, weights), 4000)
+    assert sum(i < 2 for i in draws) / len(draws) == pytest.approx(0.75, abs=0.03)
     assert set(draws) == set(range(10))
-    assert draws == list(itertools.islice(iter(WeightedInfiniteSampler(weights, seed=5)), 20000))
-    assert draws != list(itertools.islice(iter(WeightedInfiniteSampler(weights, seed=6)), 20000))
+    assert draws == _draws(ResumableTrainingStream(dicts, dict, 5, weights), 4000)
+    assert draws != _draws(ResumableTrainingStream(dicts, dict, 6, weights), 4000)
+    resumed = ResumableTrainingStream(dicts, dict, 5, weights)
+    resumed.start = 1234
+    assert _draws(resumed, 100) == draws[1234:1334]
+    uniform = _draws(ResumableTrainingStream(dicts, dict, 5), 4000)
+    assert all(abs(uniform.count(i) / 4000 - 0.1) < 0.03 for i in range(10))
     monkeypatch.setattr("detectron2.utils.comm.get_rank", lambda: 1)
     monkeypatch.setattr("detectron2.utils.comm.get_world_size", lambda: 2)
-    rank1 = list(itertools.islice(iter(WeightedInfiniteSampler(weights, seed=5)), 100))
+    rank1 = _draws(ResumableTrainingStream(dicts, dict, 5, weights), 100)
     assert rank1 == draws[1:200:2]
+
+
+def test_stream_skips_samples_the_mapper_drops():
+    dicts = [{"i": i} for i in range(4)]
+    stream = ResumableTrainingStream(dicts, lambda d: d if d["i"] % 2 else None, 0)
+    assert all(i % 2 for i in _draws(stream, 50))
 
 
 @pytest.fixture

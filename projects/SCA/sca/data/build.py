@@ -12,10 +12,10 @@ from detectron2.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from detectron2.data.samplers import TrainingSampler
+from detectron2.utils import comm
 
 from .dataset_mapper import SCADatasetMapper
-from .samplers import WeightedInfiniteSampler
+from .stream import ResumableTrainingStream
 
 logger = logging.getLogger(__name__)
 
@@ -40,30 +40,37 @@ def mixing_weights(sizes: list[int], ratios: list[float]) -> torch.Tensor:
 def build_sca_train_loader(cfg: CfgNode, mapper: Callable | None = None):
     """Detectron2's train loader over ``DATASETS.TRAIN`` with :class:`SCADatasetMapper`.
 
-    With ``DATASETS.TRAIN_RATIOS`` empty the sets are concatenated and shuffled (each set sampled in
-    proportion to its size); otherwise a :class:`WeightedInfiniteSampler` seeded with ``cfg.SEED``
-    (when >= 0) draws set ``i`` with probability ``TRAIN_RATIOS[i] / sum(TRAIN_RATIOS)``.
+    Samples come from a :class:`ResumableTrainingStream` seeded with ``cfg.SEED`` (a shared random
+    seed when negative): uniform over the concatenated sets when ``DATASETS.TRAIN_RATIOS`` is
+    empty (each set in proportion to its size), otherwise set ``i`` with probability
+    ``TRAIN_RATIOS[i] / sum(TRAIN_RATIOS)``. ``loader.dataset`` is the stream; set its ``start``
+    to resume.
     """
     names = list(cfg.DATASETS.TRAIN)
     per_set = [
         get_detection_dataset_dicts([n], filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
         for n in names
     ]
-    dicts = [d for dataset in per_set for d in dataset]
-    seed = cfg.SEED if cfg.SEED >= 0 else None
     ratios = list(cfg.DATASETS.TRAIN_RATIOS)
+    weights = None
     if ratios:
-        sampler = WeightedInfiniteSampler(mixing_weights([len(d) for d in per_set], ratios), seed)
+        weights = mixing_weights([len(d) for d in per_set], ratios)
         logger.info(
             "Mixing %s with ratios %s (%s images)", names, ratios, [len(d) for d in per_set]
         )
-    else:
-        sampler = TrainingSampler(len(dicts), seed=seed)
+    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+    stream = ResumableTrainingStream(
+        [d for dataset in per_set for d in dataset],
+        mapper if mapper is not None else SCADatasetMapper(cfg, True),
+        seed,
+        weights,
+    )
     return build_detection_train_loader(
-        cfg,
-        mapper=mapper if mapper is not None else SCADatasetMapper(cfg, True),
-        dataset=dicts,
-        sampler=sampler,
+        dataset=stream,
+        mapper=None,
+        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        aspect_ratio_grouping=False,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
 
 

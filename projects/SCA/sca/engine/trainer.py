@@ -7,15 +7,12 @@ from collections import OrderedDict
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
-from ..data import SCADatasetMapper, build_sca_test_loader
-from ..data.build import mixing_weights
-from ..data.stream import ResumableTrainingStream
+from ..data import build_sca_test_loader, build_sca_train_loader
 from ..evaluation import build_sca_evaluator
 from .checkpoint import SCACheckpointer
 from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
@@ -78,25 +75,10 @@ class SCATrainer(DefaultTrainer):
         return build_sca_optimizer(cfg, model)
 
     def build_train_loader(self, cfg: CfgNode):
-        """Detectron2's batching over a :class:`ResumableTrainingStream` of ``DATASETS.TRAIN``,
-        mixed by ``DATASETS.TRAIN_RATIOS``."""
-        per_set = [
-            get_detection_dataset_dicts([n], filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-            for n in cfg.DATASETS.TRAIN
-        ]
-        ratios = list(cfg.DATASETS.TRAIN_RATIOS)
-        weights = mixing_weights([len(d) for d in per_set], ratios) if ratios else None
-        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-        self._stream = ResumableTrainingStream(
-            [d for dataset in per_set for d in dataset], SCADatasetMapper(cfg, True), seed, weights
-        )
-        return build_detection_train_loader(
-            dataset=self._stream,
-            mapper=None,
-            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-            aspect_ratio_grouping=False,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
+        """The resumable training stream of ``DATASETS.TRAIN``, batched by Detectron2."""
+        loader = build_sca_train_loader(cfg)
+        self._stream = loader.dataset
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
