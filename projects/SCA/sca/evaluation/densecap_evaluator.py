@@ -6,17 +6,15 @@ import json
 import logging
 from collections import OrderedDict
 
-from detectron2.evaluation import DatasetEvaluator
-
 from .dataset_gt import (
     annotation_box,
     annotation_references,
     check_image_ids,
     dataset_index,
-    gather_on_main,
     write_json,
 )
 from .densecap_map import evaluate_densecap
+from .gathering import GatheringEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +23,7 @@ GROUND_TRUTH_FILE = "densecap_ground_truth.json"
 RESULTS_FILE = "densecap_results.json"
 
 
-class DenseCaptionEvaluator(DatasetEvaluator):
+class DenseCaptionEvaluator(GatheringEvaluator):
     """DenseCap mAP (see :func:`evaluate_densecap`) of ``outputs[i]["instances"]``: ``pred_boxes``
     (original image pixels), ``pred_captions`` and the ranking field ``score_field`` (``"scores"``,
     SAM's predicted IoU, or e.g. ``"caption_scores"``, the mean token log-probability).
@@ -45,15 +43,9 @@ class DenseCaptionEvaluator(DatasetEvaluator):
         last_target_quirk: bool = True,
         score_field: str = "scores",
     ) -> None:
-        self._dataset_name = dataset_name
-        self._output_dir = output_dir
-        self._distributed = distributed
+        super().__init__(dataset_name, output_dir, distributed)
         self._last_target_quirk = last_target_quirk
         self._score_field = score_field
-        self._predictions: list[dict] = []
-
-    def reset(self) -> None:
-        self._predictions = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
@@ -75,7 +67,7 @@ class DenseCaptionEvaluator(DatasetEvaluator):
             )
 
     def evaluate(self) -> OrderedDict:
-        predictions = gather_on_main(self._predictions, self._distributed)
+        predictions = self._gathered()
         if predictions is None:
             return OrderedDict()
         index = dataset_index(self._dataset_name)

@@ -6,8 +6,6 @@ import json
 import logging
 from collections import OrderedDict
 
-from detectron2.evaluation import DatasetEvaluator
-
 from .caption_metrics import evaluate_captions
 from .dataset_gt import (
     annotation_box,
@@ -15,9 +13,9 @@ from .dataset_gt import (
     as_percent,
     check_image_ids,
     dataset_index,
-    gather_on_main,
     write_json,
 )
+from .gathering import GatheringEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ REPORTED_METRICS = (
 )
 
 
-class RegionCaptionEvaluator(DatasetEvaluator):
+class RegionCaptionEvaluator(GatheringEvaluator):
     """Caption metrics of outputs prompted with each image's ground-truth boxes.
 
     Output ``j`` of an image (``outputs[i]["instances"]``, field ``pred_captions``) is the caption
@@ -60,14 +58,8 @@ class RegionCaptionEvaluator(DatasetEvaluator):
         distributed: bool = True,
         spice: bool = False,
     ) -> None:
-        self._dataset_name = dataset_name
-        self._output_dir = output_dir
-        self._distributed = distributed
+        super().__init__(dataset_name, output_dir, distributed)
         self._spice = spice
-        self._predictions: list[dict] = []
-
-    def reset(self) -> None:
-        self._predictions = []
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
@@ -83,7 +75,7 @@ class RegionCaptionEvaluator(DatasetEvaluator):
             self._predictions.append(entry)
 
     def evaluate(self) -> OrderedDict:
-        predictions = gather_on_main(self._predictions, self._distributed)
+        predictions = self._gathered()
         if predictions is None:
             return OrderedDict()
         index = dataset_index(self._dataset_name)
