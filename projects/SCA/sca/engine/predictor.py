@@ -69,6 +69,12 @@ class SCAPredictor:
         self._inputs, self._transform = model_input(self.image, self.model.image_size)
         self._embedding = self.model.image_embeddings([self._inputs])
 
+    def image_rgb(self) -> np.ndarray:
+        """The current image in RGB order (for drawing)."""
+        if self.image is None:
+            raise RuntimeError("no image: call set_image(image) first")
+        return self.image[:, :, ::-1] if self.input_format == "BGR" else self.image
+
     @torch.no_grad()
     def predict(
         self,
