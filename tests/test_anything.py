@@ -5,14 +5,13 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 from detectron2.data import detection_utils
-from tiny_models import reference_sam, tiny_cfg
+from tiny_models import tiny_sam_cfg
 
 from sca.engine import SCAPredictor
 from sca.modeling.anything import AnythingParams, segment_and_caption_anything
 
-IMAGE_SIZE = 64
 DOG = SHARED_DATA / "sam_demo_images" / "dog.jpg"
-# The tiny random SAM (IoU head shifted by +0.5) predicts IoUs of about 0-0.5 here, so this
+# The tiny random SAM of tiny_sam_cfg predicts IoUs of about 0-0.5 here, so this
 # threshold keeps some of the masks of 36 points. Its masks all cover most of the image, so the
 # stability filter is off and NMS 0.7 leaves a single region; NMS 1.0 keeps all.
 PARAMS = AnythingParams(
@@ -26,14 +25,7 @@ PARAMS = AnythingParams(
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory, tiny_gpt2):
-    ckpt = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
-    sam = reference_sam(IMAGE_SIZE)
-    with torch.no_grad():
-        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(0.5)
-    torch.save(sam.state_dict(), ckpt)
-    cfg = tiny_cfg(tiny_gpt2, image_size=IMAGE_SIZE)
-    cfg.MODEL.SCA.SAM.CHECKPOINT = str(ckpt)
-    return SCAPredictor(cfg)
+    return SCAPredictor(tiny_sam_cfg(tiny_gpt2, tmp_path_factory.mktemp("sam")))
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
-import torch
 from conftest import SHARED_DATA
 from detectron2.data import detection_utils
 from PIL import Image
-from tiny_models import reference_sam, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 SAM_IMAGES = SHARED_DATA / "sam_demo_images"
@@ -23,20 +21,6 @@ COCO = SHARED_DATA / "coco_39769"
 pytestmark = pytest.mark.skipif(
     not (SAM_IMAGES.is_dir() and COCO.is_dir()), reason=f"{SHARED_DATA} is absent"
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory, tiny_gpt2) -> Path:
-    folder = tmp_path_factory.mktemp("demo_cfg")
-    sam = reference_sam(64)
-    with torch.no_grad():
-        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(0.5)
-    torch.save(sam.state_dict(), folder / "sam.pth")
-    cfg = tiny_cfg(tiny_gpt2, image_size=64)
-    cfg.MODEL.SCA.SAM.CHECKPOINT = str(folder / "sam.pth")
-    path = folder / "tiny.yaml"
-    path.write_text(cfg.dump())
-    return path
 
 
 def _coco_boxes() -> list[list[float]]:
@@ -67,7 +51,7 @@ def _check_outputs(out: Path, image_path: Path, num_prompts: int | None) -> list
     return regions
 
 
-def test_demo_cli_boxes_on_real_photos_and_a_folder_with_other_files(tiny_config, tmp_path):
+def test_demo_cli_boxes_on_real_photos_and_a_folder_with_other_files(tiny_sam_yaml, tmp_path):
     truck_boxes = [[425, 600, 700, 875], [75, 275, 1725, 850]]
     prompts = {
         "truck.jpg": truck_boxes,
@@ -83,7 +67,7 @@ def test_demo_cli_boxes_on_real_photos_and_a_folder_with_other_files(tiny_config
             sys.executable,
             str(ROOT / "tools" / "demo.py"),
             "--config-file",
-            str(tiny_config),
+            str(tiny_sam_yaml),
             "--input",
             str(SAM_IMAGES),
             str(COCO),
@@ -122,18 +106,18 @@ def _demo_main(argv: list[str]) -> None:
     assert demo.main(demo.get_parser().parse_args(argv)) == 0
 
 
-def test_demo_points_and_anything(tiny_config, tmp_path):
+def test_demo_points_and_anything(tiny_sam_yaml, tmp_path):
     coco = COCO / "000000039769.png"
     points = [[100, 100], [[300, 200], [320, 240, 0]], [639, 479]]
     with pytest.raises(ValueError, match="same number of points"):
         _demo_main(
             [
-                *("--config-file", str(tiny_config), "--input", str(coco)),
+                *("--config-file", str(tiny_sam_yaml), "--input", str(coco)),
                 *("--output", str(tmp_path / "bad"), "--points", json.dumps(points)),
             ]
         )
     points = [[[100, 100], [90, 90]], [[300, 200], [320, 240, 0]], [[639, 479], [10, 10]]]
-    common = ["--config-file", str(tiny_config), "--input", str(coco)]
+    common = ["--config-file", str(tiny_sam_yaml), "--input", str(coco)]
     _demo_main([*common, "--output", str(tmp_path / "points"), "--points", json.dumps(points)])
     _check_outputs(tmp_path / "points", coco, len(points))
 

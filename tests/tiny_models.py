@@ -137,3 +137,16 @@ def reference_sam(image_size: int = 64) -> Sam:
         for p in sam.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return sam.eval()
+
+
+def tiny_sam_cfg(lm_folder: Path | str, folder: Path, iou_shift: float = 0.5) -> CfgNode:
+    """:func:`tiny_cfg` whose SAM checkpoint (written to ``folder``) holds :func:`reference_sam`'s
+    weights with the IoU head's output shifted by ``iou_shift``: its predicted IoUs are then
+    about 0-0.5, so that anything-mode thresholds keep some masks and drop others."""
+    sam = reference_sam(64)
+    with torch.no_grad():
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(iou_shift)
+    torch.save(sam.state_dict(), folder / "sam_tiny.pth")
+    cfg = tiny_cfg(lm_folder, image_size=64)
+    cfg.MODEL.SCA.SAM.CHECKPOINT = str(folder / "sam_tiny.pth")
+    return cfg
