@@ -28,12 +28,17 @@ def reference():
     return torch.load(OFFICIAL / "reference_outputs.pt", weights_only=True)
 
 
-def load_model(config_path, **overrides):
+def model_cfg(config_path, **overrides):
     cfg = get_cfg()
     add_sca_config(cfg)
     cfg.merge_from_file(str(config_path))
     cfg.MODEL.DEVICE = "cpu"
     cfg.merge_from_list([x for kv in overrides.items() for x in kv])
+    return cfg
+
+
+def load_model(config_path, **overrides):
+    cfg = model_cfg(config_path, **overrides)
     model = build_model(cfg)
     SCACheckpointer(model).load(cfg.MODEL.WEIGHTS)
     return model.eval()
@@ -156,3 +161,68 @@ def test_convert_tool_and_eval_only_config(tmp_path):
     zoo_model = get(str(tmp_path / "config.yaml"), trained=True, device="cpu")
     assert not zoo_model.training
     assert zoo_model.roi_heads.captioner.task_index == 1
+
+
+def test_train_net_eval_only_runs_the_converted_release(converted, model, tmp_path, monkeypatch):
+    """`tools/train_net.py --eval-only` on the converted config (a GRiT-style test set of one
+    real COCO image) writes the same captions as the model built in this process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from PIL import Image
+
+    coco = SHARED_DATA / "coco_39769"
+    instances = json.loads((coco / "instances.json").read_text())
+    image_file = next(p for p in coco.iterdir() if p.suffix in (".png", ".jpg"))
+    (tmp_path / "vg" / "images").mkdir(parents=True)
+    (tmp_path / "vg" / "images" / image_file.name).symlink_to(image_file)
+    width, height = Image.open(image_file).size
+    anns = [
+        {"id": i, "image_id": 1, "bbox": a["bbox"], "caption": "a cat", "category_id": 1}
+        for i, a in enumerate(instances["annotations"][:3], start=1)
+    ]
+    test_json = {
+        "images": [{"id": 1, "file_name": image_file.name, "width": width, "height": height}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "object"}],
+    }
+    (tmp_path / "vg" / "annotations").mkdir()
+    (tmp_path / "vg" / "annotations" / "test.json").write_text(json.dumps(test_json))
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools/train_net.py"),
+            "--config-file",
+            str(converted),
+            "--eval-only",
+            "MODEL.DEVICE",
+            "cpu",
+            "DATASETS.TEST",
+            "('vg_grit_test',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "TEST.SCA.IMS_PER_BATCH",
+            "1",
+        ],
+        env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    folder = tmp_path / "out" / "inference" / "vg_grit_test"
+    written = json.loads((folder / "region_caption_predictions.json").read_text())["regions"]
+    captions = [r["prediction"] for r in written]
+    from detectron2.data import DatasetCatalog
+
+    from sca.data import SCADatasetMapper
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    record = DatasetCatalog.get("vg_grit_test")[0]
+    with torch.no_grad():
+        mapped = SCADatasetMapper(model_cfg(converted), False)(dict(record))
+        expected = model([mapped])[0]["instances"].pred_captions
+    assert sorted(captions) == sorted(expected)
