@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
 
 from sca.model_zoo import RELEASES, get_checkpoint_url, get_config, list_configs, release_cache
 from sca.modeling.sam_checkpoint import load_sam_state_dict
@@ -155,3 +155,47 @@ def test_release_files_are_checked_against_the_hub_checksum(tmp_path, monkeypatc
     with pytest.raises(ChecksumError, match="differs from the hub"):
         release_cache.download_release(RELEASES["sca_gpt2_large_vg"])
     assert not (folder / "model.safetensors").exists()
+
+
+OFFICIAL = SHARED_DATA / "sca_official_tiny"
+needs_official = pytest.mark.skipif(
+    not (OFFICIAL / "config.json").is_file(), reason="../shared/data is absent"
+)
+
+
+@needs_official
+def test_a_release_is_converted_once_then_served_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCA_CACHE", str(tmp_path))
+    monkeypatch.setattr(release_cache, "download_release", lambda release: OFFICIAL)
+    calls = []
+    convert = release_cache.convert_release
+    monkeypatch.setattr(release_cache, "convert_release", lambda *a: calls.append(a) or convert(*a))
+    first = get_config("sca_gpt2_large_vg", trained=True)
+    second = get_config("sca_gpt2_large_vg", trained=True)
+    assert len(calls) == 1
+    assert first.MODEL.WEIGHTS == second.MODEL.WEIGHTS
+    assert first.MODEL.WEIGHTS.startswith(str(tmp_path / "converted" / "sca_gpt2_large_vg@main"))
+    assert first.MODEL.SCA.LM.TASK == "caption" and not first.MODEL.SCA.LM.LOAD_WEIGHTS
+
+
+@needs_official
+def test_sharded_pytorch_bin_releases_read_like_safetensors(tmp_path):
+    import json
+
+    import torch
+
+    from sca.model_zoo.release_io import read_release_weights
+
+    state = read_release_weights(OFFICIAL)
+    keys = sorted(state)
+    shards = {
+        "pytorch_model-00001-of-00002.bin": keys[::2],
+        "pytorch_model-00002-of-00002.bin": keys[1::2],
+    }
+    for name, part in shards.items():
+        torch.save({k: state[k] for k in part}, tmp_path / name)
+    weight_map = {k: name for name, part in shards.items() for k in part}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    sharded = read_release_weights(tmp_path)
+    assert sorted(sharded) == keys
+    assert all(torch.equal(sharded[k], state[k]) for k in keys)
