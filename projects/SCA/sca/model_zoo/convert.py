@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from ..config import add_sca_config
 from ..utils.atomic_file import atomic_write
+from ..utils.state_dicts import key_problems
 from .config_files import get_config_file
 from .release_config import apply_release_config
 from .release_io import read_release_config, read_release_weights
@@ -72,23 +73,7 @@ def tie_and_check(
                 owner,
             )
         state[name] = state[owner]
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k}: release {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} model tensors get no release tensor: {missing[:8]}")
-    if unexpected:
-        problems.append(
-            f"{len(unexpected)} converted tensors fit no model tensor: {unexpected[:8]}"
-        )
-    if shapes:
-        problems.append("shape mismatch: " + "; ".join(shapes[:5]))
+    problems = key_problems(state, model.state_dict(), found_name="release")
     if problems:
         raise ValueError(f"{source}: the release does not fit its config: " + " | ".join(problems))
     return state

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..utils.download import download, verify_sha256
+from ..utils.state_dicts import key_problems
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +74,7 @@ def load_sam_into(
         problems.append(f"unexpected keys: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
     for prefix, module in targets.items():
         part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(part))
-        extra = sorted(set(part) - set(expected))
-        shapes = [
-            f"{prefix}{k}: checkpoint {tuple(part[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in part and part[k].shape != v.shape
-        ]
-        if missing:
-            problems.append(f"missing keys: {[prefix + k for k in missing[:10]]}")
-        if extra:
-            problems.append(f"unexpected keys: {[prefix + k for k in extra[:10]]}")
-        if shapes:
-            problems.append("shape mismatch: " + "; ".join(shapes[:5]))
+        problems += key_problems(part, module.state_dict(), prefix=prefix)
         parts[prefix] = part
     if problems:
         raise KeyError(
