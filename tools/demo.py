@@ -24,19 +24,20 @@ import os
 import sys
 
 try:  # first, so that a broken environment gives one message, not a deep traceback
-    import sca
+    import sca  # noqa: F401
 except ImportError as e:
     sys.exit(f"error: {e}")
 
 import numpy as np  # noqa: E402
 import pycocotools.mask as mask_util  # noqa: E402
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
+from detectron2.config import CfgNode  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from sca.data import ImageReadError  # noqa: E402
 from sca.engine import SCAPredictor  # noqa: E402
+from sca.engine.predictor import resolve_config  # noqa: E402
 from sca.engine.visualize import draw_regions  # noqa: E402
 
 logger = logging.getLogger("sca.demo")
@@ -44,7 +45,9 @@ logger = logging.getLogger("sca.demo")
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="config YAML")
+    parser.add_argument(
+        "--config-file", required=True, metavar="FILE", help="config YAML or model-zoo name"
+    )
     parser.add_argument(
         "--input", nargs="+", required=True, help="image files, globs ('dir/*.jpg') or folders"
     )
@@ -61,9 +64,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = get_cfg()
-    sca.add_sca_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg = resolve_config(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     return cfg
