@@ -126,6 +126,19 @@ def test_upload_box_caption_bad_file_and_next_upload(app_url, browser, tmp_path)
     assert (x2 - x1, y2 - y1) == pytest.approx((160, 140), abs=3)
     assert "1 box and 0 point prompts" in _text(browser, "status")
 
+    # drag a second box: 120 x 90 pixels, from 200 px left and 150 px above the center
+    image = browser.find_element(By.CSS_SELECTOR, "#canvas img")
+    ActionChains(browser).move_to_element_with_offset(
+        image, -200, -150
+    ).click_and_hold().move_by_offset(60, 45).move_by_offset(60, 45).release().perform()
+    wait.until(lambda d: len(_caption_rows(d)) == 2)
+    box = [float(v) for v in _caption_rows(browser)[1][4].split(",")]
+    assert (box[0], box[1], box[2] - box[0], box[3] - box[1]) == pytest.approx(
+        (120, 90, 120, 90), abs=3
+    )
+    # the click that ends the drag is no box corner
+    assert "2 box and 0 point prompts" in _text(browser, "status")
+
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is a text file, not a photo\n")
     _upload(browser, wait, fake)

@@ -3,8 +3,9 @@
 
     python tools/app.py --config-file configs/sca_demo.yaml --opts MODEL.WEIGHTS model_final.pth
 
-Upload an image, then click it: in "point" mode each click is a region prompt; in "box" mode two
-clicks are the opposite corners of a box. "Anything" captions every region SAM finds by itself.
+Upload an image, then drag a box on it, or click it: in "point" mode each click is a region
+prompt; in "box" mode two clicks are the opposite corners of a box. "Anything" captions every
+region SAM finds by itself.
 The page shows the masks with their captions and a table of captions and scores.
 
 The model is loaded once; the image encoder runs once per uploaded image. The server binds to
@@ -36,10 +37,48 @@ from sca.engine.predictor import resolve_config  # noqa: E402
 from sca.engine.visualize import draw_regions  # noqa: E402
 
 HELP = (
-    "Upload an image, then click it: in **point** mode each click is a region prompt; in "
-    "**box** mode two clicks are the opposite corners of a box. **Anything** captions every "
-    "region SAM finds by itself."
+    "Upload an image, then drag a box on it, or click it: in **point** mode each click is a "
+    "region prompt; in **box** mode two clicks are the opposite corners of a box. **Anything** "
+    "captions every region SAM finds by itself."
 )
+
+
+# Dragging on the image fills the hidden #drag_box textbox with "x1 y1 x2 y2 n" (pixels of the
+# shown image) and swallows the click that ends the drag (which would otherwise add a point).
+DRAG_JS = """
+<script>
+(() => {
+  let start = null, dragged = false, count = 0;
+  const pos = (img, e) => {
+    const r = img.getBoundingClientRect();
+    return [(e.clientX - r.left) * img.naturalWidth / r.width,
+            (e.clientY - r.top) * img.naturalHeight / r.height];
+  };
+  const target = (e) => e.target.closest && e.target.closest("#canvas img");
+  document.addEventListener("dragstart", (e) => { if (target(e)) e.preventDefault(); }, true);
+  document.addEventListener("mousedown", (e) => {
+    const img = target(e);
+    start = img ? pos(img, e) : null;
+  }, true);
+  document.addEventListener("mouseup", (e) => {
+    const img = target(e);
+    if (!img || !start) return;
+    const end = pos(img, e);
+    if (Math.abs(end[0] - start[0]) + Math.abs(end[1] - start[1]) < 6) { start = null; return; }
+    dragged = true;
+    const box = document.querySelector("#drag_box textarea, #drag_box input");
+    // a running count makes every drag a new value (Gradio's change event)
+    box.value = [start[0], start[1], end[0], end[1]].map(Math.round).join(" ") + " " + ++count;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    start = null;
+  }, true);
+  document.addEventListener("click", (e) => {
+    if (dragged && target(e)) { e.stopPropagation(); e.preventDefault(); }
+    dragged = false;
+  }, true);
+})();
+</script>
+"""
 
 
 class SCAApp:
@@ -107,6 +146,15 @@ class SCAApp:
                 state,
             )
         state["boxes"].append(box)
+        return self._prompted(state)
+
+    def drag(self, state: dict, text: str):
+        """A box dragged on the shown image (its pixels: the drawing may be scaled)."""
+        if not state or not text.strip():
+            return gr.update(), gr.update(), gr.update(), state
+        scale = state.get("scale", 1.0)
+        x0, y0, x1, y1 = (float(v) / scale for v in text.split()[:4])
+        state["boxes"].append([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)])
         return self._prompted(state)
 
     def anything(self, state: dict):
@@ -188,10 +236,12 @@ def build_app(predictor: SCAPredictor, max_pixels: int) -> gr.Blocks:
                     label="Click to prompt", interactive=False, type="numpy", elem_id="canvas"
                 )
         results = gr.Markdown(elem_id="results")
+        drag_box = gr.Textbox(visible="hidden", elem_id="drag_box")
         outputs = [image, status, results, state]
         upload.upload(app.upload, [upload], outputs)
         image.select(app.click, [state, mode], outputs)
         box_button.click(app.box_from_text, [state, box_text], outputs)
+        drag_box.change(app.drag, [state, drag_box], outputs)
         anything_button.click(app.anything, [state], outputs)
         clear_button.click(app.clear, [state], outputs)
     return page
@@ -229,6 +279,7 @@ def main(args: argparse.Namespace) -> None:
         server_port=args.port,
         max_file_size=args.max_file_size,
         show_error=True,
+        head=DRAG_JS,
     )
 
 
