@@ -118,7 +118,8 @@ def test_demo_points_and_anything(tiny_sam_yaml, tmp_path):
         )
     points = [[[100, 100], [90, 90]], [[300, 200], [320, 240, 0]], [[639, 479], [10, 10]]]
     common = ["--config-file", str(tiny_sam_yaml), "--input", str(coco)]
-    _demo_main([*common, "--output", str(tmp_path / "points"), "--points", json.dumps(points)])
+    points_args = ["--output", str(tmp_path / "points"), "--points", json.dumps(points)]
+    _demo_main([*common, *points_args, "--no-masks"])
     _check_outputs(tmp_path / "points", coco, len(points))
 
     anything = [

@@ -58,6 +58,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--anything", action="store_true", help="caption every region SAM finds by itself"
     )
     parser.add_argument(
+        "--no-masks", action="store_true", help="draw boxes and captions only (JSON keeps masks)"
+    )
+    parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ..."
     )
     return parser
@@ -192,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
                 continue
         instances, mode = run_image(predictor, image_boxes, image_points)
         stem = os.path.join(args.output, os.path.splitext(os.path.basename(file_name))[0])
-        draw_regions(predictor.image_rgb(), instances).save(stem + ".png")
+        draw_regions(predictor.image_rgb(), instances, not args.no_masks).save(stem + ".png")
         with open(stem + ".json", "w") as f:
             json.dump(regions_json(file_name, instances, mode), f)
         logger.info(f"{file_name}: {len(instances)} regions -> {stem}.png, {stem}.json")

@@ -15,8 +15,8 @@ from torch import nn
 from ..data import SCADatasetMapper, read_image
 
 
-def draw_regions(image_rgb: np.ndarray, instances: Instances) -> VisImage:
-    """A Detectron2 VisImage with each region's mask, box and caption.
+def draw_regions(image_rgb: np.ndarray, instances: Instances, draw_masks: bool = True) -> VisImage:
+    """A Detectron2 VisImage with each region's mask (unless not ``draw_masks``), box and caption.
 
     Captions are placed where they overlap no other caption (at the box's top-left corner, below
     the box, above it, or at the mask's center, the first that fits); a caption that fits nowhere
@@ -25,7 +25,9 @@ def draw_regions(image_rgb: np.ndarray, instances: Instances) -> VisImage:
     vis = Visualizer(image_rgb, scale=max(1.0, 512 / max(image_rgb.shape[:2])))
     instances = instances.to("cpu")
     colors = [random_color(rgb=True, maximum=1) for _ in range(len(instances))]
-    masks = instances.pred_masks.numpy() if instances.has("pred_masks") else None
+    masks = None
+    if draw_masks and instances.has("pred_masks"):
+        masks = instances.pred_masks.numpy()
     vis.overlay_instances(masks=masks, boxes=instances.pred_boxes, assigned_colors=colors)
     _place_labels(vis, instances.pred_boxes.tensor.numpy(), list(instances.pred_captions), colors)
     return vis.output
