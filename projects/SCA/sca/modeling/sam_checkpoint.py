@@ -9,6 +9,8 @@ import torch
 from detectron2.utils.file_io import PathManager
 from torch import nn
 
+from ..checkpoint_io import safe_torch_load
+
 logger = logging.getLogger(__name__)
 
 # Official checkpoints: name -> URL. Their file names end in the first 6 hex digits of the file's
@@ -56,7 +58,7 @@ def load_sam_state_dict(path_or_url: str) -> dict[str, torch.Tensor]:
     """Read an official SAM checkpoint safely (``weights_only=True``)."""
     local = _local_copy(path_or_url)
     _check_hash_suffix(local)
-    state = torch.load(local, map_location="cpu", weights_only=True)
+    state = safe_torch_load(local)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
