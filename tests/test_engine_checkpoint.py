@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from sca.checkpoint_io import UnsafeCheckpointError, atomic_write, safe_torch_load
 from sca.engine import SCACheckpointer
 from sca.modeling.sam_checkpoint import load_sam_state_dict
+from sca.utils.atomic_file import atomic_write
+from sca.utils.safe_load import UnsafeCheckpointError, safe_torch_load
 
 
 class Payload:
@@ -104,13 +105,10 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "last_checkpoint"
-    atomic_write(str(path), lambda f: f.write(b"model_0000002.pth"))
-
-    def fail_midway(f):
-        f.write(b"model_00")
+    with atomic_write(path, "w") as f:
+        f.write("model_0000002.pth")
+    with pytest.raises(KeyboardInterrupt), atomic_write(path, "w") as f:
+        f.write("model_00")
         raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(str(path), fail_midway)
     assert path.read_text() == "model_0000002.pth"
     assert [p.name for p in tmp_path.iterdir()] == ["last_checkpoint"]

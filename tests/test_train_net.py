@@ -127,7 +127,8 @@ kill_at, train_net = sys.argv[1], sys.argv[2]
 real_save = torch.save
 
 def save_then_die(obj, f, *args, **kwargs):
-    if kill_at in getattr(f, "name", ""):
+    target = os.readlink(f"/proc/self/fd/{f.fileno()}") if hasattr(f, "fileno") else ""
+    if kill_at in target:
         buffer = io.BytesIO()
         real_save(obj, buffer, *args, **kwargs)
         f.write(buffer.getvalue()[: buffer.tell() // 2])
@@ -164,7 +165,7 @@ def test_kill_during_checkpoint_write_keeps_previous_and_resumes_exactly(
         timeout=600,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    partial = list(out.glob("model_0000005.pth.*.tmp"))
+    partial = list(out.glob(".model_0000005.pth.*.tmp"))
     assert len(partial) == 1 and partial[0].stat().st_size > 0  # killed in the middle of it
     assert not (out / "model_0000005.pth").exists()
     assert (out / "last_checkpoint").read_text() == "model_0000002.pth"
@@ -173,7 +174,7 @@ def test_kill_during_checkpoint_write_keeps_previous_and_resumes_exactly(
 
     _run(["--config-file", str(config), "--resume"], data_root)
     _assert_equal_training(_trained_state(out), uninterrupted)
-    assert not list(out.glob("*.tmp"))  # the next save of that name removed the partial file
+    assert not list(out.glob(".*.tmp"))  # the next save of that name removed the partial file
 
 
 def test_two_processes_train_and_evaluate(tmp_path, tiny_gpt2, data_root):

@@ -21,10 +21,10 @@ from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from sca.checkpoint_io import UnsafeCheckpointError  # noqa: E402
 from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
 from sca.engine import NonFiniteLossError, SCACheckpointer, SCATrainer  # noqa: E402
 from sca.evaluation import JavaNotFoundError  # noqa: E402
+from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
 
 def setup(args) -> CfgNode:

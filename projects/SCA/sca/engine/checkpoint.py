@@ -1,11 +1,11 @@
 """Checkpoints that hold what training changes: written atomically, read without running code.
 
-Writing: every file (the ``.pth`` and Detectron2's ``last_checkpoint`` tag) goes to a temporary
-file beside its target, is flushed and fsync'ed, then renamed over the target (``os.replace``,
-atomic on POSIX file systems), and the folder is fsync'ed. A process killed at any point leaves
-either the old file or the new one, never a truncated one; ``last_checkpoint`` is tagged only
-after its checkpoint is complete. A kill mid-write leaves a ``<name>.pth.<pid>.tmp`` file, removed
-by the next successful save of that name.
+Writing: every file (the ``.pth`` and Detectron2's ``last_checkpoint`` tag) goes through
+:func:`~sca.utils.atomic_file.atomic_write`: a temporary file beside its target, flushed and
+fsync'ed, renamed over the target (atomic on POSIX file systems), then the folder fsync'ed. A
+process killed at any point leaves either the old file or the new one, never a truncated one;
+``last_checkpoint`` is tagged only after its checkpoint is complete. A kill mid-write leaves a
+``.<name>.pth.<random>.tmp`` file, removed by the next successful save of that name.
 
 Reading: ``torch.load(weights_only=True)`` for every file, whatever
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says; ``.pkl`` and ``.pyth`` files (which Detectron2 unpickles
@@ -15,13 +15,15 @@ than tensors and plain containers is refused with :class:`UnsafeCheckpointError`
 
 from __future__ import annotations
 
+import glob
 import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
-from ..checkpoint_io import UnsafeCheckpointError, atomic_write, safe_torch_load
+from ..utils.atomic_file import atomic_write
+from ..utils.safe_load import UnsafeCheckpointError, safe_torch_load
 
 
 def frozen_parameter_names(model: nn.Module) -> set[str]:
@@ -62,14 +64,16 @@ class SCACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
-        atomic_write(save_file, lambda f: torch.save(data, f))
+        with atomic_write(save_file) as f:
+            torch.save(data, f)
         self.tag_last_checkpoint(basename)
+        # temporary files of this name left by a writer that was killed
+        for stale in glob.glob(os.path.join(glob.escape(self.save_dir), f".{basename}.*.tmp")):
+            os.unlink(stale)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write(
-            os.path.join(self.save_dir, "last_checkpoint"),
-            lambda f: f.write(last_filename_basename.encode("utf-8")),
-        )
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+            f.write(last_filename_basename)
 
     def _load_file(self, filename: str) -> dict:
         if filename.endswith((".pkl", ".pyth")):  # Detectron2 would unpickle these unrestricted
