@@ -69,8 +69,10 @@ def test_large_batch_does_not_deadlock():
 
 
 def test_empty_reference_list_is_rejected():
+    meteor = shared_meteor()
     with pytest.raises(ValueError, match="non-empty list"):
-        shared_meteor().score([("a car", [])])
+        meteor.score([("a car", [])])
+    assert meteor.alive  # a caller's mistake does not cost the running process
 
 
 def test_missing_java_gives_one_clear_message(monkeypatch, tmp_path):

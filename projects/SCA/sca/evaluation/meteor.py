@@ -175,8 +175,9 @@ class MeteorScorer:
             raise MeteorError(f"writing to METEOR failed: {error[0]!r}")
         return received
 
-    def _stats(self, pairs: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
-        """METEOR's segment statistics of each pair (``SCORE`` lines)."""
+    @staticmethod
+    def _score_lines(pairs: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+        """The ``SCORE`` line of each pair (checked before the process is used)."""
         score_lines = []
         for i, (candidate, references) in enumerate(pairs):
             if isinstance(references, str) or not references:
@@ -187,6 +188,10 @@ class MeteorScorer:
                 clean_for_meteor(candidate),
             ]
             score_lines.append(" ||| ".join(fields))
+        return score_lines
+
+    def _stats(self, score_lines: list[str]) -> list[str]:
+        """METEOR's segment statistics of each ``SCORE`` line."""
         stats = self._exchange(score_lines, len(score_lines))
         for answer in stats:
             if not _is_stats_line(answer):
@@ -212,9 +217,10 @@ class MeteorScorer:
         """METEOR of each ``(candidate, references)`` pair, in order (each needs >= 1 reference)."""
         if not pairs:
             return []
+        score_lines = self._score_lines(pairs)
 
         def work() -> list[float]:
-            stats = self._stats(pairs)
+            stats = self._stats(score_lines)
             chunks = [stats[i : i + EVAL_CHUNK] for i in range(0, len(stats), EVAL_CHUNK)]
             eval_lines = ["EVAL ||| " + " ||| ".join(chunk) for chunk in chunks]
             # Each EVAL answers one score per segment, then the chunk's aggregate (dropped).
@@ -233,9 +239,10 @@ class MeteorScorer:
         pycocoevalcap's ``Meteor.compute_score``) and each pair's score."""
         if not pairs:
             raise ValueError("corpus METEOR needs at least one pair")
+        score_lines = self._score_lines(pairs)
 
         def work() -> tuple[float, list[float]]:
-            stats = self._stats(pairs)
+            stats = self._stats(score_lines)
             answers = self._exchange(["EVAL ||| " + " ||| ".join(stats)], len(stats) + 1)
             scores = [_as_score(a) for a in answers]
             return scores[-1], scores[:-1]
