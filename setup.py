@@ -33,7 +33,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # selenium drives Debian's chromium in the web app's browser test
-    "dev": ["pytest==9.2.0", "ruff==0.17.5", "selenium==4.51.0"],
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2", "selenium==4.51.0"],
 }
 
 
