@@ -90,7 +90,9 @@ def _text(driver, elem_id: str) -> str:
 def _upload(driver, wait, path: Path) -> None:
     before = _text(driver, "status")
     driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path.resolve()))
-    wait.until(lambda d: _text(d, "status") not in ("", before))
+    wait.until(
+        lambda d: _text(d, "status") not in ("", before) and "processing" not in _text(d, "status")
+    )
 
 
 def _caption_rows(driver) -> list[list[str]]:

@@ -100,7 +100,8 @@ class SCAApp:
             with Image.open(path) as im:
                 w, h = im.size
         except Exception as e:  # any decoding failure is a message, never a dead page
-            return None, _error(f"{name} is not an image that Pillow can read ({e})."), "", {}
+            msg = f"{name} is not an image that Pillow can read ({type(e).__name__})."
+            return None, _error(msg), "", {}
         if w * h > self.max_pixels:
             msg = f"{name} has {w}x{h} pixels, more than the limit of {self.max_pixels:,}."
             return None, _error(msg), "", {}
