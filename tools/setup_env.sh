@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv: torch, Detectron2, Java for
-# METEOR, Chromium for the web app's browser test, and this project in editable mode. Idempotent: a second run with unchanged requirement
-# files only checks imports and returns in seconds.
+# METEOR, Chromium for the web app's browser test, and this project in editable mode. Idempotent:
+# a second run with unchanged requirement files only checks imports and returns in seconds.
 #
 #   SCA_PYTHON   base interpreter (default: python3)
 #   SCA_VENV     venv folder (default: .venv in the repository root)
@@ -16,9 +16,12 @@ stamp="$venv/.sca-setup-stamp"
 say() { printf '[setup] %s\n' "$*"; }
 
 want_stamp="$(cat setup.py requirements/*.txt tools/setup_env.sh | sha256sum | cut -d' ' -f1)"
+can_apt() { command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; }
+# a browser is required only where it can be installed (its test skips elsewhere)
+browser_ready() { command -v chromedriver >/dev/null || ! can_apt; }
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]] \
    && "$py" -c "import torch, detectron2, sca" 2>/dev/null && command -v java >/dev/null \
-   && command -v chromedriver >/dev/null; then
+   && browser_ready; then
   say "environment in $venv is up to date"
   exit 0
 fi
@@ -83,7 +86,7 @@ fi
 # 4b. Chromium and its WebDriver for the web app's browser test (tests/test_app_browser.py).
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   say "chromium found: $(chromium --version 2>/dev/null | head -n1)"
-elif command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+elif can_apt; then
   say "installing chromium and chromium-driver (Debian) for the web app's browser test"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 else
