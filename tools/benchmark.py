@@ -35,6 +35,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+import transformers
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
@@ -53,6 +54,7 @@ from transformers import (
 import sca
 from sca.engine.optim import build_sca_optimizer
 from sca.modeling.fast_attention import SDPAAttention, specialise
+from sca.modeling.precision import inference_autocast
 
 # Random LMs by shape: transformers config class and arguments.
 LM_SHAPES = {
@@ -88,12 +90,19 @@ LM_CLASSES = {GPT2Config: GPT2LMHeadModel, LlamaConfig: LlamaForCausalLM}
 VARIANTS = {
     "fp32-eager": {"sdpa": False},
     "fp32": {},
+    "fp32-static": {"cache": "static"},
     "bf16-autocast": {"autocast": "bfloat16"},
     "fp16-autocast": {"autocast": "float16"},
     "bf16-autocast-static": {"autocast": "bfloat16", "cache": "static"},
     "bf16-frozen": {"frozen_dtype": torch.bfloat16},
     "bf16-frozen-static": {"frozen_dtype": torch.bfloat16, "cache": "static"},
+    "bf16-frozen-autocast-static": {
+        "frozen_dtype": torch.bfloat16,
+        "autocast": "bfloat16",
+        "cache": "static",
+    },
     "bf16-model": {"model_dtype": torch.bfloat16},
+    "bf16-model-static": {"model_dtype": torch.bfloat16, "cache": "static"},
 }
 # Training variants: AMP dtype, mixer activation checkpointing, torch.compile of the mixer.
 TRAIN_VARIANTS = {
@@ -101,6 +110,7 @@ TRAIN_VARIANTS = {
     "fp32-ckpt": {"checkpointing": True},
     "fp16-amp": {"amp": torch.float16},
     "bf16-amp": {"amp": torch.bfloat16},
+    "fp16-amp-frozen16": {"amp": torch.float16, "frozen_dtype": torch.float16},
     "fp16-amp-compile": {"amp": torch.float16, "compile": True},
     "fp32-compile": {"compile": True},
 }
@@ -111,13 +121,13 @@ IMAGE_HW = (768, 1024)  # a 600x800 photo resized to SAM's longest side 1024
 def random_lm(shape: str) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """A randomly initialised LM of a named shape and a word-level tokenizer of its vocabulary."""
     config_cls, kwargs = LM_SHAPES[shape]
-    config = config_cls(**kwargs)
-    vocab = {f"w{i}": i for i in range(config.vocab_size - 1)}
-    vocab["<eos>"] = config.vocab_size - 1
+    eos = kwargs.get("vocab_size", 50257) - 1  # GPT-2's vocabulary unless given
+    config = config_cls(**kwargs, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    vocab = {f"w{i}": i for i in range(eos)}
+    vocab["<eos>"] = eos
     tok = Tokenizer(models.WordLevel(vocab))  # no unknown token: every id decodes to a word
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-    config.eos_token_id = config.bos_token_id = config.pad_token_id = vocab["<eos>"]
     return LM_CLASSES[config_cls](config).eval(), tokenizer
 
 
@@ -149,9 +159,10 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
 
 def build_sca(cfg: CfgNode, lm_shape: str) -> torch.nn.Module:
     """The configured model, with a random LM of ``lm_shape`` instead of a loaded one."""
-    lm, tokenizer = random_lm(lm_shape)
-    with mock.patch("sca.modeling.caption_head.load_causal_lm", return_value=(lm, tokenizer)):
-        return build_model(cfg).eval()
+    with torch.device(cfg.MODEL.DEVICE):  # random initialisation directly on the device
+        lm, tokenizer = random_lm(lm_shape)
+        with mock.patch("sca.modeling.caption_head.load_causal_lm", return_value=(lm, tokenizer)):
+            return build_model(cfg).eval()
 
 
 def synchronize(device: torch.device) -> None:
@@ -216,6 +227,20 @@ def timed(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
     return {"ms": round(1000 * statistics.median(times), 2), **memory.summary(), "_result": result}
 
 
+def profile(fn, device: torch.device, title: str, rows: int = 25) -> None:
+    """Print the operators that took the most time in one call of ``fn``."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        fn()
+        synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"---- profile: {title}")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=50))
+
+
 def image_input(cfg: CfgNode, device: torch.device, seed: int = 0) -> dict:
     size = cfg.INPUT.IMAGE_SIZE
     h, w = (size * IMAGE_HW[0] // IMAGE_HW[1], size)
@@ -238,7 +263,7 @@ def with_proposals(x: dict, n: int, seed: int) -> dict:
     return {**x, "proposals": proposals}
 
 
-def training_batch(cfg: CfgNode, args, tokenizer, device: torch.device) -> list[dict]:
+def training_batch(cfg: CfgNode, args, device: torch.device) -> list[dict]:
     batch = []
     words = [f"w{i}" for i in range(1, 200)]
     rng = np.random.default_rng(0)
@@ -264,21 +289,24 @@ def set_sdpa(model: torch.nn.Module, on: bool) -> None:
         specialise(model, SDPAAttention, Attention)
 
 
+def store_frozen_parts(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """What MODEL.SCA.SAM.ENCODER_DTYPE / DECODER_DTYPE and LM.DTYPE do at build time."""
+    heads = model.roi_heads
+    for part in (model.backbone, heads.prompt_encoder, heads.mask_decoder, heads.captioner.lm):
+        part.to(dtype)
+    heads.prompt_encoder.pe_layer.float()
+
+
 def set_inference_variant(model: torch.nn.Module, variant: dict, base_cfg: CfgNode) -> None:
     set_sdpa(model, variant.get("sdpa", base_cfg.MODEL.SCA.SDPA_ATTENTION))
     model.inference_autocast = variant.get("autocast", base_cfg.MODEL.SCA.INFERENCE_AUTOCAST)
     gen = model.roi_heads.generation_config
     gen.cache_implementation = variant.get("cache") or None
-    heads = model.roi_heads
-    frozen = [model.backbone, heads.prompt_encoder, heads.mask_decoder, heads.captioner.lm]
+    model.float()
     if "model_dtype" in variant:
         model.to(variant["model_dtype"])
     elif "frozen_dtype" in variant:
-        for part in frozen:
-            part.to(variant["frozen_dtype"])
-        heads.prompt_encoder.pe_layer.float()
-    else:
-        model.float()
+        store_frozen_parts(model, variant["frozen_dtype"])
 
 
 # ---- sections ----
@@ -290,20 +318,27 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
     gen = model.roi_heads.generation_config
     with torch.no_grad():
         if "encoder" in args.sections:
-            r = timed(lambda: model.image_embeddings([x]), device, args.repeats)
+
+            def encode():
+                with inference_autocast(device, model.inference_autocast):
+                    return model.image_embeddings([x])
+
+            r = timed(encode, device, args.repeats)
             r.pop("_result")
             out["encoder"] = r
         if "end_to_end" in args.sections:
             rows = {}
             for n in args.regions:
                 inputs = [with_proposals(x, n, seed=n)]
-                for beams in (1, args.beams):
+                for beams in sorted({1, args.beams}):
                     gen.num_beams = beams
                     r = timed(lambda inputs=inputs: model(inputs), device, args.repeats)
                     inst = r.pop("_result")[0]["instances"]
                     r["tokens_per_s"] = round(n * args.tokens / (r["ms"] / 1000), 1)
                     if beams == 1:
                         r["captions"] = list(inst.pred_captions)
+                        if args.profile and n == max(args.regions):
+                            profile(lambda inputs=inputs: model(inputs), device, variant_name)
                     rows[f"{n}_regions_{'greedy' if beams == 1 else f'beam{beams}'}"] = r
                 gen.num_beams = 1
             lo, hi = min(args.regions), max(args.regions)
@@ -328,13 +363,16 @@ def bench_anything(model, cfg, args, device) -> dict:
     return {"available": True, **r}
 
 
-def bench_training(cfg, args, device, variant: dict) -> dict:
+def bench_training(cfg, args, device, name: str) -> dict:
+    variant = TRAIN_VARIANTS[name]
     cfg = cfg.clone()
     cfg.MODEL.SCA.MIXER.ACTIVATION_CHECKPOINTING = variant.get("checkpointing", False)
     model = build_sca(cfg, args.lm).train()
+    if "frozen_dtype" in variant:
+        store_frozen_parts(model, variant["frozen_dtype"])
     if variant.get("compile"):
         model.roi_heads.mixer.compile()
-    batch = training_batch(cfg, args, model.roi_heads.captioner.tokenizer, device)
+    batch = training_batch(cfg, args, device)
     optimizer = build_sca_optimizer(cfg, model)
     data = itertools.repeat(batch)
     amp = variant.get("amp")
@@ -347,6 +385,8 @@ def bench_training(cfg, args, device, variant: dict) -> dict:
     )
     with EventStorage():
         r = timed(trainer.run_step, device, args.repeats)
+        if args.profile:
+            profile(trainer.run_step, device, f"training {name}")
     r.pop("_result")
     r["regions_per_step"] = args.train_images * args.train_regions
     return r
@@ -381,6 +421,7 @@ def bench_densecap(args) -> dict:
 def environment(device: torch.device) -> dict:
     env = {
         "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
@@ -396,6 +437,8 @@ def print_table(report: dict) -> None:
 
     rows = []
     for variant, res in report["inference"].items():
+        if "error" in res:
+            rows.append([variant, res["error"][:60], "", "", ""])
         if "encoder" in res:
             rows.append([variant, "encoder / image", res["encoder"]["ms"], "", ""])
         for key, r in res.get("end_to_end", {}).items():
@@ -409,6 +452,8 @@ def print_table(report: dict) -> None:
     for variant, r in report["training"].items():
         if r.get("available", True):
             rows.append([variant, "training step", r["ms"], "", r["peak_rss_gb"]])
+        else:
+            rows.append([variant, r.get("error", r.get("reason", ""))[:60], "", "", ""])
     for name in ("anything", "densecap_eval"):
         r = report.get(name, {})
         if r.get("available"):
@@ -436,6 +481,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", default="", help="write the report here")
+    parser.add_argument("--profile", action="store_true", help="print an operator profile")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, one repeat: seconds")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
     args = parser.parse_args()
@@ -456,7 +502,11 @@ def main() -> None:
         first_captions = None
         for name in args.variants:
             set_inference_variant(model, VARIANTS[name], cfg)
-            res = bench_inference(model, cfg, args, device, name)
+            try:
+                res = bench_inference(model, cfg, args, device, name)
+            except Exception as e:  # e.g. a cache this LM does not support: report, go on
+                report["inference"][name] = {"error": f"{type(e).__name__}: {e}"}
+                continue
             largest = res.get("end_to_end", {}).get(f"{max(args.regions)}_regions_greedy")
             if largest is not None:
                 captions = largest["captions"]
@@ -471,7 +521,10 @@ def main() -> None:
     report["training"] = {}
     if "training" in args.sections:
         for name in args.train_variants:
-            report["training"][name] = bench_training(cfg, args, device, TRAIN_VARIANTS[name])
+            try:
+                report["training"][name] = bench_training(cfg, args, device, name)
+            except Exception as e:
+                report["training"][name] = {"available": False, "error": f"{type(e).__name__}: {e}"}
     if "densecap_eval" in args.sections:
         report["densecap_eval"] = bench_densecap(args)
     print_table(report)

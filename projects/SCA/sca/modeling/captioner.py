@@ -93,7 +93,7 @@ class PrefixCaptioner(nn.Module):
         self, prefix: torch.Tensor, generation_config: GenerationConfig
     ) -> tuple[list[str], torch.Tensor]:
         """Captions for a batch of prefixes with transformers' ``generate`` (greedy or beam
-        search, as configured), and each caption's mean token log-probability under the LM, end
+        search, as configured; ``return_dict_in_generate`` and ``output_logits`` on), and each caption's mean token log-probability under the LM, end
         token included. The log-probabilities are the ones ``generate`` computed while decoding
         (its raw logits, so the score does not depend on logits processors); no second pass."""
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
@@ -101,8 +101,6 @@ class PrefixCaptioner(nn.Module):
             inputs_embeds=prefix,
             attention_mask=mask,
             generation_config=generation_config,
-            return_dict_in_generate=True,
-            output_logits=True,
         )
         token_logp = self.lm.compute_transition_scores(
             out.sequences,

@@ -7,7 +7,8 @@ CACHE_IMPLEMENTATIONS = ("", "static")
 
 
 def build_generation_config(gen: CfgNode, eos_token_id: int, pad_token_id: int) -> GenerationConfig:
-    """Greedy or beam-search decoding (never sampling: captions are deterministic)."""
+    """Greedy or beam-search decoding (never sampling: captions are deterministic). ``generate``
+    returns its logits too: caption scores are read from them."""
     if not 0 <= gen.MIN_NEW_TOKENS <= gen.MAX_NEW_TOKENS:
         raise ValueError(
             f"MODEL.SCA.GENERATION.MIN_NEW_TOKENS={gen.MIN_NEW_TOKENS}: expected 0 to "
@@ -30,4 +31,6 @@ def build_generation_config(gen: CfgNode, eos_token_id: int, pad_token_id: int) 
         do_sample=False,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
+        return_dict_in_generate=True,
+        output_logits=True,
     )
