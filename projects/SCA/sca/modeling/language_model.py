@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -56,9 +57,16 @@ def _missing_lm_error(name_or_path: str, gguf_file: str, cause: Exception) -> OS
 
 
 def load_causal_lm(
-    name_or_path: str, gguf_file: str = "", tokenizer_name: str = "", dtype: str = "float32"
+    name_or_path: str,
+    gguf_file: str = "",
+    tokenizer_name: str = "",
+    dtype: str = "float32",
+    load_weights: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS."""
+    """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS.
+
+    ``load_weights=False`` builds the model from its ``config.json`` alone (random weights), for
+    checkpoints that carry the LM's weights themselves, such as converted official releases."""
     torch_dtype = parse_dtype(dtype, "MODEL.SCA.LM.DTYPE")
     source, gguf_file = resolve_lm_source(name_or_path, gguf_file)
     looks_local = source.startswith((".", "/", "~")) or Path(source).exists()
@@ -66,9 +74,13 @@ def load_causal_lm(
         raise _missing_lm_error(source, gguf_file, FileNotFoundError(f"no folder {source}"))
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, local_files_only=looks_local, **kwargs
-        )
+        if load_weights:
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, local_files_only=looks_local, **kwargs
+            )
+        else:
+            config = AutoConfig.from_pretrained(source, local_files_only=looks_local, **kwargs)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or source,
             local_files_only=looks_local,

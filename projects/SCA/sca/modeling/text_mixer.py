@@ -5,6 +5,7 @@ from segment_anything.modeling import TwoWayTransformer
 from torch import nn
 
 from .fast_attention import use_activation_checkpointing, use_sdpa_attention
+from .sam_builder import set_block_norm_eps
 
 
 class TextFeatureMixer(nn.Module):
@@ -19,14 +20,18 @@ class TextFeatureMixer(nn.Module):
         embed_dim: int = 256,
         num_heads: int = 8,
         mlp_dim: int = 2048,
+        block_norm_eps: float = 1e-5,
         sdpa_attention: bool = False,
         activation_checkpointing: bool = False,
     ):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
         self.caption_tokens = nn.Embedding(num_caption_tokens, embed_dim)
-        self.transformer = TwoWayTransformer(
-            depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
+        self.transformer = set_block_norm_eps(
+            TwoWayTransformer(
+                depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
+            ),
+            block_norm_eps,
         )
         if sdpa_attention:
             use_sdpa_attention(self.transformer)
