@@ -114,7 +114,7 @@ TRAIN_VARIANTS = {
     "fp16-amp-compile": {"amp": torch.float16, "compile": True},
     "fp32-compile": {"compile": True},
 }
-SECTIONS = ("encoder", "end_to_end", "anything", "training", "densecap_eval")
+SECTIONS = ("encoder", "end_to_end", "anything", "training", "densecap_eval", "captions")
 IMAGE_HW = (768, 1024)  # a 600x800 photo resized to SAM's longest side 1024
 
 
@@ -138,7 +138,7 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_file(args.config_file)
     cfg.MODEL.DEVICE = args.device
     cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.SCA.SAM.CHECKPOINT = ""  # random weights of the configured shapes
+    cfg.MODEL.SCA.SAM.CHECKPOINT = ""  # random weights of the configured shapes (or WEIGHTS)
     if args.encoder:
         cfg.MODEL.SCA.SAM.ENCODER = args.encoder
     if args.smoke:
@@ -151,8 +151,9 @@ def build_cfg(args: argparse.Namespace) -> CfgNode:
         mixer.DEPTH, mixer.NUM_HEADS, mixer.MLP_DIM = 2, 4, 64
         if "ANYTHING" in cfg.MODEL.SCA:  # anything mode, where this build has it
             cfg.MODEL.SCA.ANYTHING.POINTS_PER_SIDE = 4
-    cfg.MODEL.SCA.GENERATION.MAX_NEW_TOKENS = args.tokens
-    cfg.MODEL.SCA.GENERATION.MIN_NEW_TOKENS = args.tokens
+    if not args.dataset:  # timing protocol: exactly --tokens new tokens per region
+        cfg.MODEL.SCA.GENERATION.MAX_NEW_TOKENS = args.tokens
+        cfg.MODEL.SCA.GENERATION.MIN_NEW_TOKENS = args.tokens
     cfg.merge_from_list(args.opts)
     return cfg
 
@@ -323,7 +324,7 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
                 with inference_autocast(device, model.inference_autocast):
                     return model.image_embeddings([x])
 
-            r = timed(encode, device, args.repeats)
+            r = timed(encode, device, args.repeats, args.warmup)
             r.pop("_result")
             out["encoder"] = r
         if "end_to_end" in args.sections:
@@ -332,7 +333,9 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
                 inputs = [with_proposals(x, n, seed=n)]
                 for beams in sorted({1, args.beams}):
                     gen.num_beams = beams
-                    r = timed(lambda inputs=inputs: model(inputs), device, args.repeats)
+                    r = timed(
+                        lambda inputs=inputs: model(inputs), device, args.repeats, args.warmup
+                    )
                     inst = r.pop("_result")[0]["instances"]
                     r["tokens_per_s"] = round(n * args.tokens / (r["ms"] / 1000), 1)
                     if beams == 1:
@@ -349,6 +352,40 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
     return out
 
 
+def bench_captions(cfg: CfgNode, args, device: torch.device) -> dict:
+    """The configured (trained) model on a test set under each inference variant: time, exact
+    match against the references, and how many captions equal the first variant's."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from sca.data import build_sca_test_loader
+    from sca.evaluation import normalize_caption
+
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    batches = list(build_sca_test_loader(cfg, args.dataset))
+    refs = [normalize_caption(c) for b in batches for x in b for c in x["instances"].gt_captions]
+    out, first = {}, None
+    for name in args.variants:
+        set_inference_variant(model, VARIANTS[name], cfg)
+        start = time.perf_counter()
+        with torch.no_grad():
+            preds = [
+                normalize_caption(c)
+                for b in batches
+                for y in model(b)
+                for c in y["instances"].pred_captions
+            ]
+        first = first or preds
+        same = sum(p == q for p, q in zip(preds, first))
+        out[name] = {
+            "s": round(time.perf_counter() - start, 2),
+            "regions": len(preds),
+            "exact_match": round(sum(p == r for p, r in zip(preds, refs)) / len(refs), 4),
+            "captions_equal_to_first": round(same / len(preds), 4),
+        }
+    return {"available": True, "dataset": args.dataset, "variants": out}
+
+
 def bench_anything(model, cfg, args, device) -> dict:
     try:
         from sca.modeling.anything import AnythingParams, segment_and_caption_anything
@@ -357,7 +394,10 @@ def bench_anything(model, cfg, args, device) -> dict:
     image = image_input(cfg, torch.device("cpu"))["image"].permute(1, 2, 0).numpy()
     params = AnythingParams.from_config(cfg)
     r = timed(
-        lambda: segment_and_caption_anything(model, image, params), device, args.repeats
+        lambda: segment_and_caption_anything(model, image, params),
+        device,
+        args.repeats,
+        args.warmup,
     )
     r["regions"] = len(r.pop("_result"))
     return {"available": True, **r}
@@ -384,7 +424,7 @@ def bench_training(cfg, args, device, name: str) -> dict:
         else SimpleTrainer(model, data, optimizer)
     )
     with EventStorage():
-        r = timed(trainer.run_step, device, args.repeats)
+        r = timed(trainer.run_step, device, args.repeats, args.warmup)
         if args.profile:
             profile(trainer.run_step, device, f"training {name}")
     r.pop("_result")
@@ -454,6 +494,9 @@ def print_table(report: dict) -> None:
             rows.append([variant, "training step", r["ms"], "", r["peak_rss_gb"]])
         else:
             rows.append([variant, r.get("error", r.get("reason", ""))[:60], "", "", ""])
+    for variant, r in report.get("captions", {}).get("variants", {}).items():
+        rows.append([variant, "test-set exact match", r["exact_match"], "", ""])
+        rows.append([variant, "test-set captions = first", r["captions_equal_to_first"], "", ""])
     for name in ("anything", "densecap_eval"):
         r = report.get(name, {})
         if r.get("available"):
@@ -479,7 +522,13 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=2)
     parser.add_argument("--train-regions", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument(
+        "--dataset",
+        default="",
+        help="captions section: the configured model with MODEL.WEIGHTS on this test set",
+    )
     parser.add_argument("--json", default="", help="write the report here")
     parser.add_argument("--profile", action="store_true", help="print an operator profile")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, one repeat: seconds")
@@ -527,6 +576,14 @@ def main() -> None:
                 report["training"][name] = {"available": False, "error": f"{type(e).__name__}: {e}"}
     if "densecap_eval" in args.sections:
         report["densecap_eval"] = bench_densecap(args)
+    if "captions" in args.sections:
+        if args.dataset and cfg.MODEL.WEIGHTS:
+            report["captions"] = bench_captions(cfg, args, device)
+        else:
+            report["captions"] = {
+                "available": False,
+                "reason": "needs --dataset and MODEL.WEIGHTS (a trained model)",
+            }
     print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
