@@ -30,7 +30,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "ruff==0.17.5"],
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2"],
 }
 
 

@@ -129,6 +129,9 @@ def test_download_is_verified_cached_and_atomic(tmp_path, monkeypatch):
     try:
         path = download(f"{server.url}/w.bin", sha256=digest)
         assert path.read_bytes() == body
+        umask = os.umask(0)
+        os.umask(umask)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it
         with pytest.raises(ChecksumError):
             download(f"{server.url}/other.bin", sha256="0" * 64)
         assert not (tmp_path / "downloads" / "other.bin").exists()

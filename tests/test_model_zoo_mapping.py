@@ -24,6 +24,7 @@ from sca.model_zoo.release_keys import (
     mapping_table_markdown,
     release_key_to_sca,
 )
+from sca.utils.safe_load import UnsafeCheckpointError
 
 OFFICIAL = SHARED_DATA / "sca_official_tiny"
 GPT2_LARGE = {"model_type": "gpt2", "n_embd": 1280, "n_layer": 36, "n_head": 20}
@@ -193,5 +194,5 @@ def test_release_folders_never_unpickle_code(tmp_path):
         read_release_weights(tmp_path)
     with open(tmp_path / "pytorch_model.bin", "wb") as f:
         pickle.dump({"x": _RunsCode()}, f)
-    with pytest.raises(ValueError, match="refused to unpickle"):
+    with pytest.raises(UnsafeCheckpointError, match="Refusing to load"):
         read_release_weights(tmp_path)

@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..utils.safe_load import safe_torch_load
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -52,12 +54,7 @@ def _weight_files(folder: Path) -> list[Path]:
 def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    try:  # never unpickle code: tensors and plain containers only
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(
-            f"{path}: not a plain PyTorch state dict (refused to unpickle): {e}"
-        ) from e
+    state = safe_torch_load(str(path))  # tensors and plain containers only, never code
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state

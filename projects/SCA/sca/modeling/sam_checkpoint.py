@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..utils.download import download, verify_sha256
+from ..utils.safe_load import safe_torch_load
 from ..utils.state_dicts import key_problems
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _local_copy(path_or_url: str) -> Path:
 def load_sam_state_dict(path_or_url: str) -> dict[str, torch.Tensor]:
     """Read an official SAM checkpoint safely (``weights_only=True``)."""
     local = _local_copy(path_or_url)
-    state = torch.load(local, map_location="cpu", weights_only=True)
+    state = safe_torch_load(local)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
