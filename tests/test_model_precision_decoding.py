@@ -18,8 +18,9 @@ def _captions_of(model, n=5, seed=4):
         return model([_test_input(_random_boxes(n, seed))])[0]["instances"]
 
 
-def test_whole_model_in_bfloat16_runs(tiny_gpt2):
-    model = _build(tiny_gpt2).eval().to(BF16)
+@pytest.mark.parametrize("pooled", [False, True], ids=["plain", "box-pooled-queries"])
+def test_whole_model_in_bfloat16_runs(tiny_gpt2, pooled):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.MIXER.BOX_POOLED_QUERIES": pooled}).eval().to(BF16)
     assert {p.dtype for p in model.parameters()} == {BF16}
     inst = _captions_of(model)
     assert len(inst.pred_captions) == 5 and all(isinstance(c, str) for c in inst.pred_captions)

@@ -355,14 +355,18 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
 def bench_captions(cfg: CfgNode, args, device: torch.device) -> dict:
     """The configured (trained) model on a test set under each inference variant: time, exact
     match against the references, and how many captions equal the first variant's."""
-    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.utils.env import seed_all_rng
 
     from sca.data import build_sca_test_loader
+    from sca.engine import SCACheckpointer
     from sca.evaluation import normalize_caption
     from sca.evaluation.dataset_gt import annotation_references, dataset_index
 
+    # as tools/train_net.py does: frozen parts that no checkpoint holds (the embedded default's
+    # random SAM decoder) are rebuilt from the config's seed
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    SCACheckpointer(model).load(cfg.MODEL.WEIGHTS)
     batches = list(build_sca_test_loader(cfg, args.dataset))
     index = dataset_index(args.dataset)
     refs = [
@@ -375,13 +379,17 @@ def bench_captions(cfg: CfgNode, args, device: torch.device) -> dict:
     for name in args.variants:
         set_inference_variant(model, VARIANTS[name], cfg)
         start = time.perf_counter()
-        with torch.no_grad():
-            preds = [
-                normalize_caption(c)
-                for b in batches
-                for y in model(b)
-                for c in y["instances"].pred_captions
-            ]
+        try:
+            with torch.no_grad():
+                preds = [
+                    normalize_caption(c)
+                    for b in batches
+                    for y in model(b)
+                    for c in y["instances"].pred_captions
+                ]
+        except Exception as e:  # report, go on with the next variant
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+            continue
         first = first or preds
         same = sum(p == q for p, q in zip(preds, first))
         out[name] = {
@@ -502,6 +510,9 @@ def print_table(report: dict) -> None:
         else:
             rows.append([variant, r.get("error", r.get("reason", ""))[:60], "", "", ""])
     for variant, r in report.get("captions", {}).get("variants", {}).items():
+        if "error" in r:
+            rows.append([variant, r["error"][:60], "", "", ""])
+            continue
         rows.append([variant, "test-set exact match", r["exact_match"], "", ""])
         rows.append([variant, "test-set captions = first", r["captions_equal_to_first"], "", ""])
     for name in ("anything", "densecap_eval"):

@@ -144,9 +144,12 @@ class SCACaptionHead(nn.Module):
             half = 0.5 / scale
             center = prompts.points[:, 0]
             boxes = torch.cat([center - half, center + half], dim=1)
-        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1).to(image_embedding.dtype)
-        pooled = roi_align(image_embedding, rois, output_size=2, spatial_scale=scale, aligned=True)
-        return pooled.mean(dim=(2, 3))
+        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1).float()
+        # in float32: torchvision's CPU roi_align has no bf16 kernel
+        pooled = roi_align(
+            image_embedding.float(), rois, output_size=2, spatial_scale=scale, aligned=True
+        )
+        return pooled.mean(dim=(2, 3)).to(image_embedding.dtype)
 
     def sam_trainable_now(self) -> bool:
         return self.training and self.sam_trainable
