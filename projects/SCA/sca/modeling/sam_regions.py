@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 
+from .precision import module_dtype
+
 
 @dataclass
 class RegionPrompts:
@@ -48,10 +50,12 @@ def decode_regions(
 ) -> SAMRegionOutput:
     """SAM's multimask prediction for each prompt, plus the decoder's internal tokens and updated
     image embedding that SCA's text mixer reads. The mask decoder runs unchanged (so its masks are
-    exactly SAM's); its transformer's outputs are read with a forward hook."""
+    exactly SAM's); its transformer's outputs are read with a forward hook. Inputs are cast to
+    the decoder's dtype."""
     points = None
     if prompts.points is not None:
         points = (prompts.points, prompts.point_labels)
+    dtype = module_dtype(mask_decoder)
     sparse, dense = prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
     handle = mask_decoder.transformer.register_forward_hook(
@@ -59,10 +63,10 @@ def decode_regions(
     )
     try:
         mask_logits, iou_predictions = mask_decoder(
-            image_embeddings=image_embedding,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            image_embeddings=image_embedding.to(dtype),
+            image_pe=prompt_encoder.get_dense_pe().to(dtype),
+            sparse_prompt_embeddings=sparse.to(dtype),
+            dense_prompt_embeddings=dense.to(dtype),
             multimask_output=True,
         )
     finally:

@@ -4,6 +4,7 @@ import torch
 from segment_anything.modeling import TwoWayTransformer
 from torch import nn
 
+from .fast_attention import use_activation_checkpointing, use_sdpa_attention
 from .sam_builder import set_block_norm_eps
 
 
@@ -20,6 +21,8 @@ class TextFeatureMixer(nn.Module):
         num_heads: int = 8,
         mlp_dim: int = 2048,
         block_norm_eps: float = 1e-5,
+        sdpa_attention: bool = False,
+        activation_checkpointing: bool = False,
     ):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
@@ -30,6 +33,10 @@ class TextFeatureMixer(nn.Module):
             ),
             block_norm_eps,
         )
+        if sdpa_attention:
+            use_sdpa_attention(self.transformer)
+        if activation_checkpointing:
+            use_activation_checkpointing(self.transformer)
 
     def forward(
         self,

@@ -1,0 +1,189 @@
+"""Precision switches, fused attention, activation checkpointing and the decoding config."""
+
+import copy
+
+import pytest
+import torch
+from segment_anything.modeling import TwoWayTransformer
+from test_model_captioning import _build, _random_boxes, _test_input, _train_input
+
+from sca.modeling.fast_attention import use_activation_checkpointing, use_sdpa_attention
+from sca.modeling.text_mixer import TextFeatureMixer
+
+BF16 = torch.bfloat16
+
+
+def _captions_of(model, n=5, seed=4):
+    with torch.no_grad():
+        return model([_test_input(_random_boxes(n, seed))])[0]["instances"]
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["plain", "box-pooled-queries"])
+def test_whole_model_in_bfloat16_runs(tiny_gpt2, pooled):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.MIXER.BOX_POOLED_QUERIES": pooled}).eval().to(BF16)
+    assert {p.dtype for p in model.parameters()} == {BF16}
+    inst = _captions_of(model)
+    assert len(inst.pred_captions) == 5 and all(isinstance(c, str) for c in inst.pred_captions)
+    assert inst.pred_masks.dtype == torch.bool and inst.pred_masks.shape == (5, 64, 48)
+    assert torch.isfinite(inst.caption_scores).all() and torch.isfinite(inst.scores).all()
+
+
+def test_frozen_parts_stored_in_bfloat16_train_and_infer(tiny_gpt2):
+    model = _build(
+        tiny_gpt2,
+        **{
+            "MODEL.SCA.SAM.ENCODER_DTYPE": "bfloat16",
+            "MODEL.SCA.SAM.DECODER_DTYPE": "bfloat16",
+            "MODEL.SCA.LM.DTYPE": "bfloat16",
+        },
+    )
+    heads = model.roi_heads
+    assert {p.dtype for p in model.backbone.parameters()} == {BF16}
+    assert {p.dtype for p in heads.mask_decoder.parameters()} == {BF16}
+    assert {p.dtype for p in heads.captioner.lm.parameters()} == {BF16}
+    assert {p.dtype for p in heads.mixer.parameters()} == {torch.float32}
+    # SAM's positional encoding keeps its float32 frequencies
+    assert heads.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.dtype == torch.float32
+    model.train()
+    loss = model([_train_input([[1, 2, 30, 40]], ["a red circle"])])["loss_caption"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in heads.mixer.parameters() if p.requires_grad)
+    assert len(_captions_of(model.eval()).pred_captions) == 5
+
+
+def test_trained_part_cannot_be_stored_in_bfloat16(tiny_gpt2):
+    with pytest.raises(ValueError, match="MODEL.SCA.SAM.ENCODER_DTYPE.*trained"):
+        _build(
+            tiny_gpt2,
+            **{
+                "MODEL.SCA.SAM.TRAIN_IMAGE_ENCODER": True,
+                "MODEL.SCA.SAM.ENCODER_DTYPE": "bfloat16",
+            },
+        )
+    with pytest.raises(ValueError, match="MODEL.SCA.SAM.DECODER_DTYPE='half'"):
+        _build(tiny_gpt2, **{"MODEL.SCA.SAM.DECODER_DTYPE": "half"})
+
+
+def test_inference_autocast_runs_the_model_in_bfloat16(tiny_gpt2):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.INFERENCE_AUTOCAST": "bfloat16"}).eval()
+    seen = []
+    for linear in (
+        model.backbone.image_encoder.blocks[0].attn.qkv,
+        model.roi_heads.mask_decoder.transformer.layers[0].self_attn.q_proj,
+        model.roi_heads.mixer.transformer.layers[0].self_attn.q_proj,
+        model.roi_heads.captioner.language_project,
+    ):
+        linear.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    inst = _captions_of(model)
+    assert seen == [BF16] * len(seen) and len(seen) >= 4
+    assert len(inst.pred_captions) == 5 and inst.caption_scores.dtype == torch.float32
+    with pytest.raises(ValueError, match="MODEL.SCA.INFERENCE_AUTOCAST='fp8'"):
+        _captions_of(_build(tiny_gpt2, **{"MODEL.SCA.INFERENCE_AUTOCAST": "fp8"}).eval())
+
+
+def _two_way_inputs(n=3, c=32, hw=8, tokens=7):
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(n, c, hw, hw, generator=g),
+        torch.randn(1, c, hw, hw, generator=g),
+        torch.randn(n, tokens, c, generator=g, requires_grad=True),
+    )
+
+
+def test_sdpa_attention_equals_segment_anything_attention():
+    torch.manual_seed(0)
+    eager = TwoWayTransformer(depth=3, embedding_dim=32, num_heads=4, mlp_dim=64)
+    fused = copy.deepcopy(eager)
+    assert use_sdpa_attention(fused) == 3 * 3 + 1
+    assert fused.state_dict().keys() == eager.state_dict().keys()
+    inputs = _two_way_inputs()
+    q1, k1 = eager(*inputs)
+    grad_eager = torch.autograd.grad(q1.sum() + k1.sum(), inputs[2])[0]
+    q2, k2 = fused(*inputs)
+    grad_fused = torch.autograd.grad(q2.sum() + k2.sum(), inputs[2])[0]
+    torch.testing.assert_close(q2, q1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k2, k1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_fused, grad_eager, atol=1e-5, rtol=1e-5)
+
+
+def test_activation_checkpointing_keeps_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = TextFeatureMixer(num_caption_tokens=2, depth=2, embed_dim=32, num_heads=4, mlp_dim=64)
+    ckpt = copy.deepcopy(plain)
+    assert use_activation_checkpointing(ckpt.transformer) == 2
+    assert ckpt.state_dict().keys() == plain.state_dict().keys()
+    image, pe, tokens = _two_way_inputs()
+    grads = []
+    for mixer in (plain, ckpt):
+        mixer.train().zero_grad()
+        out = mixer(tokens.detach(), image, pe)
+        out.square().sum().backward()
+        grads.append([p.grad.clone() for p in mixer.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _spy_generate(model):
+    """Record what the captioner hands to ``lm.generate`` and what it returns."""
+    lm = model.roi_heads.captioner.lm
+    original = lm.generate
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((kwargs, out))
+        return out
+
+    lm.generate = spy
+    return calls
+
+
+def test_generation_settings_from_the_config_reach_generate(tiny_gpt2):
+    settings = {
+        "MODEL.SCA.GENERATION.MAX_NEW_TOKENS": 6,
+        "MODEL.SCA.GENERATION.MIN_NEW_TOKENS": 6,
+        "MODEL.SCA.GENERATION.NUM_BEAMS": 3,
+        "MODEL.SCA.GENERATION.LENGTH_PENALTY": 0.5,
+        "MODEL.SCA.GENERATION.REPETITION_PENALTY": 1.3,
+    }
+    model = _build(tiny_gpt2, **settings).eval()
+    calls = _spy_generate(model)
+    _captions_of(model, n=4)
+    (kwargs, out), = calls
+    config = kwargs["generation_config"]
+    assert (config.max_new_tokens, config.min_new_tokens, config.num_beams) == (6, 6, 3)
+    assert (config.length_penalty, config.repetition_penalty) == (0.5, 1.3)
+    assert not config.do_sample
+    eos = model.roi_heads.captioner.eos_token_id
+    assert out.sequences.shape == (4, 6) and not (out.sequences == eos).any()
+    with pytest.raises(ValueError, match="MIN_NEW_TOKENS=7"):
+        _build(tiny_gpt2, **{**settings, "MODEL.SCA.GENERATION.MIN_NEW_TOKENS": 7})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"MODEL.SCA.GENERATION.NUM_BEAMS": 3},
+        {"MODEL.SCA.GENERATION.MIN_NEW_TOKENS": 5, "MODEL.SCA.GENERATION.REPETITION_PENALTY": 2.0},
+    ],
+    ids=["greedy", "beam3", "min-tokens-and-penalty"],
+)
+def test_caption_scores_are_teacher_forced_mean_log_probs(tiny_gpt2, settings):
+    model = _build(tiny_gpt2, **settings).eval()
+    captioner = model.roi_heads.captioner
+    calls = _spy_generate(model)
+    inst = _captions_of(model, n=6, seed=9)
+    (kwargs, out), = calls
+    eos = captioner.eos_token_id
+    targets = torch.full_like(out.sequences, -1)
+    for i, row in enumerate(out.sequences.tolist()):
+        end = row.index(eos) + 1 if eos in row else len(row)
+        targets[i, :end] = torch.tensor(row[:end])
+    with torch.no_grad():
+        logp = captioner.target_logits(kwargs["inputs_embeds"], targets).log_softmax(-1)
+    valid = targets >= 0
+    token = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    expected = (token * valid).sum(1) / valid.sum(1)
+    torch.testing.assert_close(inst.caption_scores, expected, atol=1e-4, rtol=1e-4)
