@@ -56,7 +56,12 @@ def test_predict_calls_equal_one_batched_forward(sam_and_predictor):
         ref = predictor.model([inputs])[0]["instances"]
 
     assert first.image_size == second.image_size == (1200, 1800)
-    assert torch.equal(torch.cat([first.pred_masks, second.pred_masks]), ref.pred_masks)
+    # SDPA's reductions depend on the batch, so logits agree to float precision (1e-7 here) and
+    # a pixel whose upsampled logit is that close to 0 may flip (1 of 6.5M here)
+    logits = torch.cat([first.mask_logits, second.mask_logits])
+    torch.testing.assert_close(logits, ref.mask_logits, atol=1e-5, rtol=0)
+    masks = torch.cat([first.pred_masks, second.pred_masks])
+    assert (masks != ref.pred_masks).sum() <= 1e-5 * masks.numel()
     assert first.pred_captions + second.pred_captions == ref.pred_captions
     assert all(isinstance(c, str) and c for c in ref.pred_captions)
     for field in ("scores", "caption_scores"):
