@@ -9,7 +9,7 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import detection_utils
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from .errors import AnnotationError
 from .image_io import read_image
@@ -36,6 +36,32 @@ def _annotation_boxes(annotations: list[dict], file_name: str) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+def _annotation_masks(
+    annotations: list[dict],
+    transforms: T.TransformList,
+    image_size: tuple[int, int],
+    file_name: str,
+) -> BitMasks:
+    """Each annotation's ``segmentation`` (polygons or RLE), transformed with the image."""
+    transformed = []
+    for ann in annotations:
+        if "segmentation" not in ann:
+            raise AnnotationError(
+                f"{file_name}: annotation id {ann.get('id')} has no 'segmentation' (polygons or "
+                "RLE), which MODEL.SCA.MASK_LOSS.ENABLED needs"
+            )
+        transformed.append(
+            detection_utils.transform_instance_annotations(
+                {**ann, "category_id": 0}, transforms, image_size
+            )
+        )
+    if not transformed:
+        return BitMasks(torch.zeros((0, *image_size), dtype=torch.bool))
+    return detection_utils.annotations_to_instances(
+        transformed, image_size, mask_format="bitmask"
+    ).gt_masks
+
+
 def _check_captions(ann: dict, file_name: str) -> list[str]:
     captions = ann.get("captions")
     if (
@@ -57,7 +83,9 @@ class SCADatasetMapper:
     Training: the augmentations of :func:`~sca.data.transforms.build_sca_augmentations`; boxes are
     transformed, clipped, and regions left empty are dropped; at most ``num_regions_per_image``
     regions are sampled, each with one of its captions drawn at random. ``"instances"`` holds
-    ``gt_boxes``, ``gt_captions`` and, with point prompts on, ``gt_points`` / ``gt_point_labels``.
+    ``gt_boxes``, ``gt_captions``, with point prompts on ``gt_points`` / ``gt_point_labels``, and
+    with ``with_masks`` ``gt_masks`` (BitMasks from each annotation's ``segmentation``, polygons
+    or RLE, transformed with the image).
     An image without any region left returns None, which makes Detectron2's ``MapDataset`` draw
     another image.
 
@@ -75,12 +103,14 @@ class SCADatasetMapper:
         image_format: str = "RGB",
         num_regions_per_image: int = 16,
         num_points_per_region: int = 0,
+        with_masks: bool = False,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.num_regions_per_image = num_regions_per_image
         self.num_points_per_region = num_points_per_region
+        self.with_masks = with_masks
         mode = "training" if is_train else "inference"
         logger.info(f"SCADatasetMapper ({mode}) augmentations: {augmentations}")
 
@@ -92,6 +122,7 @@ class SCADatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_regions_per_image": cfg.INPUT.NUM_REGIONS_PER_IMAGE,
             "num_points_per_region": cfg.INPUT.NUM_POINTS_PER_REGION,
+            "with_masks": cfg.MODEL.SCA.MASK_LOSS.ENABLED,
         }
 
     def __call__(self, dataset_dict: dict) -> dict | None:
@@ -115,7 +146,10 @@ class SCADatasetMapper:
         )
         boxes.clip(image.shape[:2])
         if self.is_train:
-            instances = self._sample_regions(boxes, captions, image.shape[:2])
+            masks = None
+            if self.with_masks:
+                masks = _annotation_masks(annotations, transforms, image.shape[:2], file_name)
+            instances = self._sample_regions(boxes, captions, image.shape[:2], masks)
             if instances is None:
                 return None
             out["instances"] = instances
@@ -124,7 +158,11 @@ class SCADatasetMapper:
         return out
 
     def _sample_regions(
-        self, boxes: Boxes, captions: list[list[str]], image_size: tuple[int, int]
+        self,
+        boxes: Boxes,
+        captions: list[list[str]],
+        image_size: tuple[int, int],
+        masks: BitMasks | None = None,
     ) -> Instances | None:
         keep = np.flatnonzero(boxes.nonempty().numpy())
         if len(keep) == 0:
@@ -134,6 +172,8 @@ class SCADatasetMapper:
         instances = Instances(image_size)
         instances.gt_boxes = boxes[torch.as_tensor(keep, dtype=torch.long)]
         instances.gt_captions = [captions[i][np.random.randint(len(captions[i]))] for i in keep]
+        if masks is not None:
+            instances.gt_masks = masks[torch.as_tensor(keep, dtype=torch.long)]
         if self.num_points_per_region > 0:
             rng = np.random.default_rng(np.random.randint(2**31))
             points = sample_points_in_boxes(
