@@ -141,6 +141,32 @@ def add_sca_config(cfg: CN) -> None:
     # Regions captioned together in one LM batch.
     gen.CHUNK_SIZE = 8
 
+    anything = sca.ANYTHING = CN()
+    # Anything mode (sca.modeling.anything): SAM's automatic mask generation, then captions.
+    # Point grid side on the (first) crop layer (SCA's demo: 32).
+    anything.POINTS_PER_SIDE = 32
+    # Points decoded by SAM's mask decoder together.
+    anything.POINTS_PER_BATCH = 64
+    # Keep masks whose predicted IoU is at least this.
+    anything.PRED_IOU_THRESH = 0.88
+    # Keep masks whose stability score (IoU of the mask at +/- offset logit thresholds) is at least.
+    anything.STABILITY_SCORE_THRESH = 0.95
+    # Logit offset of the stability score.
+    anything.STABILITY_SCORE_OFFSET = 1.0
+    # IoU above which box NMS drops the lower-scoring of two masks (within a crop).
+    anything.BOX_NMS_THRESH = 0.7
+    # Crop layers beyond the whole image (0: the whole image only); layer i has 4**i crops.
+    anything.CROP_N_LAYERS = 0
+    # IoU of the box NMS between masks of different crops.
+    anything.CROP_NMS_THRESH = 0.7
+    # Overlap of neighbouring crops, as a fraction of the image's short side (SAM: 512 / 1500).
+    anything.CROP_OVERLAP_RATIO = 512 / 1500
+    # Point grid side is divided by this factor per crop layer.
+    anything.CROP_N_POINTS_DOWNSCALE_FACTOR = 1
+    # Caption every grid point before filtering, as the official release does (for comparison);
+    # otherwise only the regions that survive the filters and NMS are captioned.
+    anything.CAPTION_ALL_POINTS = False
+
     # ---- data ----
     # Longest image side fed to SAM (SAM: 1024); images are padded to a square of this side.
     cfg.INPUT.IMAGE_SIZE = 1024

@@ -1,6 +1,7 @@
 """Training and evaluation glue around Detectron2's engine."""
 
 from .checkpoint import SCACheckpointer
+from .predictor import SCAPredictor
 from .trainer import SCATrainer
 
-__all__ = ["SCACheckpointer", "SCATrainer"]
+__all__ = ["SCACheckpointer", "SCAPredictor", "SCATrainer"]

@@ -188,8 +188,17 @@ class SegmentCaptionAnything(nn.Module):
             )
         return losses
 
-    def inference(self, batched_inputs: list[dict], do_postprocess: bool = True) -> list[dict]:
-        embeddings = self.image_embeddings(batched_inputs)
+    def inference(
+        self,
+        batched_inputs: list[dict],
+        do_postprocess: bool = True,
+        image_embeddings: torch.Tensor | None = None,
+    ) -> list[dict]:
+        """Outputs in the original frame. ``image_embeddings`` (B, C, h, w) from
+        :meth:`image_embeddings` skips the image encoder (prompting an encoded image again)."""
+        embeddings = image_embeddings
+        if embeddings is None:
+            embeddings = self.image_embeddings(batched_inputs)
         found = None
         if self.proposal_source == "rpn":
             found, _ = self.proposal_head(embeddings, _input_sizes(batched_inputs))
@@ -290,7 +299,7 @@ class SegmentCaptionAnything(nn.Module):
         iou = pred.sam.iou_predictions
         best = iou.argmax(dim=1)
         best_logits = pred.sam.mask_logits[torch.arange(n), best][:, None]
-        masks = self._postprocess_masks(best_logits, input_hw, output_hw)[:, 0] > 0
+        masks = self.postprocess_masks(best_logits, input_hw, output_hw)[:, 0] > 0
         if prompts.boxes is not None:
             boxes = prompts.boxes * scale
         else:
@@ -304,7 +313,7 @@ class SegmentCaptionAnything(nn.Module):
         out.iou_predictions = iou
         return out
 
-    def _postprocess_masks(
+    def postprocess_masks(
         self, logits: torch.Tensor, input_hw: tuple[int, int], output_hw: tuple[int, int]
     ) -> torch.Tensor:
         """SAM's mask postprocessing: upscale to the padded input, crop, resize to output."""
