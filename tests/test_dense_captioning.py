@@ -293,3 +293,28 @@ def test_shapes_masks_are_exact_and_reach_the_mapper(tiny_gpt2):
         assert len(np.unique(image[ys, xs], axis=0)) == 1
     for ann in d["annotations"]:
         assert mask_utils.decode(ann["segmentation"]).shape == (128, 128)
+
+
+@pytest.mark.parametrize("caption_prompt", ["point", "box"])
+def test_anything_source_ranks_found_regions(tiny_gpt2, caption_prompt):
+    model = _build(
+        tiny_gpt2,
+        **{
+            "MODEL.SCA.PROPOSAL_SOURCE": "anything",
+            "MODEL.SCA.ANYTHING.POINTS_PER_SIDE": 4,
+            "MODEL.SCA.ANYTHING.PRED_IOU_THRESH": 0.0,  # a random decoder: keep what it finds
+            "MODEL.SCA.ANYTHING.STABILITY_SCORE_THRESH": 0.0,
+            "MODEL.SCA.ANYTHING.CAPTION_PROMPT": caption_prompt,
+            "MODEL.SCA.DENSE.MAX_DETECTIONS": 5,
+        },
+    ).eval()
+    with torch.no_grad():
+        (out,) = model([_given_boxes_input([[1, 1, 5, 5]])])
+    inst = out["instances"]
+    assert 0 < len(inst) <= 5 and len(inst.pred_captions) == len(inst)
+    assert inst.pred_masks.shape[1:] == (H, W)
+    boxes = inst.pred_boxes.tensor
+    assert torch.isfinite(boxes).all() and torch.isfinite(inst.scores).all()
+    assert (boxes >= 0).all() and (boxes[:, 2] <= W).all() and (boxes[:, 3] <= H).all()
+    expected = inst.proposal_scores * inst.caption_scores.exp()
+    torch.testing.assert_close(inst.scores, expected)

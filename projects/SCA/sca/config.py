@@ -166,6 +166,9 @@ def add_sca_config(cfg: CN) -> None:
     # Caption every grid point before filtering, as the official release does (for comparison);
     # otherwise only the regions that survive the filters and NMS are captioned.
     anything.CAPTION_ALL_POINTS = False
+    # Prompt that captions a surviving region: "point" (the grid point that found it, as the
+    # release does) or "box" (the box around its mask, for captioners trained on box prompts).
+    anything.CAPTION_PROMPT = "point"
 
     # ---- data ----
     # Longest image side fed to SAM (SAM: 1024); images are padded to a square of this side.

@@ -10,6 +10,7 @@ from detectron2.structures import Boxes, Instances
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
 from torch import nn
 
+from .anything import AnythingParams, segment_and_caption_anything
 from .caption_head import RegionPredictions, SCACaptionHead
 from .dense_ranking import rank_dense_regions
 from .mask_loss import SAMMaskLoss
@@ -30,8 +31,9 @@ class SegmentCaptionAnything(nn.Module):
     At inference, prompts come from ``proposals`` (``proposal_boxes``, optional
     ``proposal_points``/``proposal_point_labels``) as with Detectron2's precomputed proposals, and
     otherwise from ``proposal_source``: "gt" (the input's ``instances.gt_boxes``) or "grid".
-    With ``proposal_source`` "rpn", ``proposal_head`` finds the regions (dense captioning) and
-    ``dense`` (keyword arguments of :func:`rank_dense_regions`) ranks them.
+    With ``proposal_source`` "rpn", ``proposal_head`` finds the regions (dense captioning); with
+    "anything", SAM's automatic mask generation (``anything`` settings) does; ``dense`` (keyword
+    arguments of :func:`rank_dense_regions`) ranks them.
     In training, ``proposal_head`` and ``mask_loss`` add their losses when present.
     """
 
@@ -51,6 +53,7 @@ class SegmentCaptionAnything(nn.Module):
         proposal_head: SCAProposalHead | None = None,
         mask_loss: SAMMaskLoss | None = None,
         dense: dict | None = None,
+        anything: AnythingParams | None = None,
     ):
         super().__init__()
         self.backbone = backbone.requires_grad_(train_image_encoder)
@@ -59,9 +62,9 @@ class SegmentCaptionAnything(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.image_size = image_size
-        if proposal_source not in ("gt", "grid", "rpn"):
+        if proposal_source not in ("gt", "grid", "rpn", "anything"):
             raise ValueError(
-                f"MODEL.SCA.PROPOSAL_SOURCE={proposal_source!r}: expected gt, grid or rpn"
+                f"MODEL.SCA.PROPOSAL_SOURCE={proposal_source!r}: expected gt, grid, rpn or anything"
             )
         if proposal_source == "rpn" and proposal_head is None:
             raise ValueError(
@@ -81,6 +84,7 @@ class SegmentCaptionAnything(nn.Module):
         self.proposal_head = proposal_head
         self.mask_loss = mask_loss
         self.dense = dense or {}
+        self.anything = anything or AnythingParams()
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -125,6 +129,7 @@ class SegmentCaptionAnything(nn.Module):
                 "max_detections": sca.DENSE.MAX_DETECTIONS,
                 "boxes_from_masks": sca.DENSE.BOXES_FROM_MASKS,
             },
+            "anything": AnythingParams.from_config(cfg),
         }
 
     @property
@@ -199,6 +204,11 @@ class SegmentCaptionAnything(nn.Module):
         embeddings = image_embeddings
         if embeddings is None:
             embeddings = self.image_embeddings(batched_inputs)
+        if self.proposal_source == "anything":
+            return [
+                {"instances": self._anything(x, embeddings[i : i + 1])}
+                for i, x in enumerate(batched_inputs)
+            ]
         found = None
         if self.proposal_source == "rpn":
             found, _ = self.proposal_head(embeddings, _input_sizes(batched_inputs))
@@ -219,6 +229,22 @@ class SegmentCaptionAnything(nn.Module):
                 instances = rank_dense_regions(instances, objectness, **self.dense)
             results.append({"instances": instances})
         return results
+
+    def _anything(self, x: dict, embedding: torch.Tensor) -> Instances:
+        """Anything mode's regions of one input, ranked as dense captions, in the output frame."""
+        image = x["image"].permute(1, 2, 0).cpu().numpy()  # already resized: encoded as it is
+        found = segment_and_caption_anything(self, image, self.anything, image_embedding=embedding)
+        input_hw = image.shape[:2]
+        output_hw = (x.get("height", input_hw[0]), x.get("width", input_hw[1]))
+        out = Instances(output_hw)
+        scale = torch.tensor([output_hw[1] / input_hw[1], output_hw[0] / input_hw[0]] * 2)
+        out.pred_boxes = Boxes(found.pred_boxes.tensor * scale.to(self.device))
+        masks = found.pred_masks[:, None].float()
+        out.pred_masks = F.interpolate(masks, output_hw, mode="nearest")[:, 0] > 0.5
+        out.pred_captions = found.pred_captions
+        out.caption_scores = found.caption_scores
+        out.iou_predictions = found.scores
+        return rank_dense_regions(out, found.scores, **self.dense)
 
     # ---- prompts ----
 
