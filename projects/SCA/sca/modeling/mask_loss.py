@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torchvision.ops import sigmoid_focal_loss
 
-from .sam_regions import RegionPrompts, decode_regions
+from .sam_regions import RegionPrompts
 
 
 def low_res_targets(
@@ -62,6 +62,36 @@ def sam_mask_losses(
     return mask_loss, F.mse_loss(iou_predictions, actual_iou)
 
 
+def _decode_together(
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embedding: torch.Tensor,
+    variants: list[RegionPrompts],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's multimask logits and IoU predictions for several prompt sets of one image, in one
+    mask-decoder call when their prompts have the same number of tokens (a box and a point with
+    its padding token both have two)."""
+    encoded = []
+    for p in variants:
+        points = None if p.points is None else (p.points, p.point_labels)
+        encoded.append(prompt_encoder(points=points, boxes=p.boxes, masks=None))
+    groups = [encoded]
+    if len({sparse.shape[1] for sparse, _ in encoded}) > 1:
+        groups = [[e] for e in encoded]
+    logits, iou = [], []
+    for group in groups:
+        out_logits, out_iou = mask_decoder(
+            image_embeddings=embedding,
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=torch.cat([sparse for sparse, _ in group]),
+            dense_prompt_embeddings=torch.cat([dense for _, dense in group]),
+            multimask_output=True,
+        )
+        logits.append(out_logits)
+        iou.append(out_iou)
+    return torch.cat(logits), torch.cat(iou)
+
+
 class SAMMaskLoss:
     """SAM's mask and IoU losses for the regions of a batch (``MODEL.SCA.MASK_LOSS``)."""
 
@@ -105,18 +135,17 @@ class SAMMaskLoss:
                 points = points_in_masks(m)
                 labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
                 variants.append(RegionPrompts(points=points, point_labels=labels))
-            for prompt in variants:
-                out = decode_regions(prompt_encoder, mask_decoder, embedding[None], prompt)
-                targets = low_res_targets(m, self.image_size, tuple(out.mask_logits.shape[-2:]))
-                mask_loss, iou_loss = sam_mask_losses(
-                    out.mask_logits,
-                    out.iou_predictions,
-                    targets,
-                    self.focal_weight,
-                    self.dice_weight,
-                )
-                mask_terms.append(mask_loss)
-                iou_terms.append(iou_loss)
+            logits, iou = _decode_together(prompt_encoder, mask_decoder, embedding[None], variants)
+            targets = low_res_targets(m, self.image_size, tuple(logits.shape[-2:]))
+            mask_loss, iou_loss = sam_mask_losses(
+                logits,
+                iou,
+                targets.repeat(len(variants), 1, 1),
+                self.focal_weight,
+                self.dice_weight,
+            )
+            mask_terms.append(mask_loss)
+            iou_terms.append(iou_loss)
         if not mask_terms:
             # no mask in the batch: a zero loss that touches the trained SAM parts (same graph on
             # every process of a distributed run)
