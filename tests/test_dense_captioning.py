@@ -318,3 +318,26 @@ def test_anything_source_ranks_found_regions(tiny_gpt2, caption_prompt):
     assert (boxes >= 0).all() and (boxes[:, 2] <= W).all() and (boxes[:, 3] <= H).all()
     expected = inst.proposal_scores * inst.caption_scores.exp()
     torch.testing.assert_close(inst.scores, expected)
+
+
+def test_vg_dense_config_builds_a_pyramid_rpn_on_the_vit_h_embedding():
+    from pathlib import Path
+
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+
+    from sca.config import add_sca_config
+    from sca.modeling.proposals import SCAProposalHead
+
+    cfg = get_cfg()
+    add_sca_config(cfg)
+    cfg.merge_from_file(str(Path(__file__).parents[1] / "configs" / "sca_vg_dense.yaml"))
+    torch.manual_seed(0)
+    head = SCAProposalHead(cfg, ShapeSpec(channels=256, stride=16)).eval()
+    with torch.no_grad():
+        (proposals,), _ = head(torch.randn(1, 256, 64, 64), [(768, 1024)])
+    assert sorted(head.pyramid.output_shape()) == ["p2", "p3", "p4", "p5"]
+    assert len(proposals) == cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 300
+    boxes = proposals.proposal_boxes.tensor
+    assert (boxes >= 0).all() and (boxes[:, 2] <= 1024).all() and (boxes[:, 3] <= 768).all()
+    assert torch.isfinite(proposals.objectness_logits).all()

@@ -5,7 +5,11 @@
         MODEL.WEIGHTS output/sca_demo_dense/model_final.pth
 
 Box prompts: each annotation's box prompts the model; the mean mask IoU with the annotation's
-mask is reported. Prints JSON.
+mask is reported. Anything mode (MODEL.SCA.ANYTHING.*): the regions the model finds by itself
+are matched to the annotations (each annotation to the found mask of highest IoU); an annotation
+is recovered when that IoU is at least --recovery-iou, and its caption is right when the found
+region's caption equals one of the annotation's captions exactly (case and spaces aside).
+Prints JSON.
 """
 
 import argparse
@@ -48,26 +52,70 @@ def box_prompt_ious(model, cfg, dataset: str) -> list[float]:
     return ious
 
 
+def anything_recovery(model, cfg, dataset: str, recovery_iou: float) -> dict:
+    """Recovered annotations and exactly right captions among them, in anything mode."""
+    loader = SCATrainer.build_test_loader(cfg, dataset)
+    records = {d["image_id"]: d for d in DatasetCatalog.get(dataset)}
+    found_regions = recovered = right = total = 0
+    with torch.no_grad():
+        for batch in loader:
+            for x, out in zip(batch, model(batch)):
+                inst = out["instances"].to("cpu")
+                record = records[x["image_id"]]
+                gt = gt_masks(record)
+                total += len(gt)
+                found_regions += len(inst)
+                if not len(inst):
+                    continue
+                iou = mask_iou(inst.pred_masks.numpy(), gt)
+                best = iou.argmax(axis=0)
+                for j, ann in enumerate(record["annotations"]):
+                    if iou[best[j], j] >= recovery_iou:
+                        recovered += 1
+                        caption = _norm(inst.pred_captions[best[j]])
+                        right += caption in {_norm(c) for c in ann["captions"]}
+    return {
+        "annotations": total,
+        "found_regions": found_regions,
+        "recovered": recovered,
+        "recovered_fraction": recovered / max(total, 1),
+        "right_captions": right,
+        "right_caption_fraction_of_recovered": right / max(recovered, 1),
+    }
+
+
+def _norm(caption: str) -> str:
+    return " ".join(caption.lower().split())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--dataset", default="")
+    parser.add_argument("--recovery-iou", type=float, default=0.75)
+    parser.add_argument("--skip-boxes", action="store_true", help="anything mode only")
+    parser.add_argument("--skip-anything", action="store_true", help="box prompts only")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     cfg = get_cfg()
     sca.add_sca_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    cfg.MODEL.SCA.PROPOSAL_SOURCE = "gt"  # the mapper's proposals: the annotations' boxes
     cfg.freeze()
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     model = SCATrainer.build_model(cfg).eval()
     SCACheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-    ious = box_prompt_ious(model, cfg, dataset)
-    results = {
-        "dataset": dataset,
-        "box_prompts": {"regions": len(ious), "mean_mask_iou": float(np.mean(ious))},
-    }
+    results = {"dataset": dataset}
+    if not args.skip_boxes:
+        model.proposal_source = "gt"  # the mapper's proposals: the annotations' boxes
+        ious = box_prompt_ious(model, cfg, dataset)
+        results["box_prompts"] = {"regions": len(ious), "mean_mask_iou": float(np.mean(ious))}
+    if not args.skip_anything:
+        model.proposal_source = "anything"
+        results["anything"] = {
+            "recovery_iou": args.recovery_iou,
+            **anything_recovery(model, cfg, dataset, args.recovery_iou),
+        }
     print(json.dumps(results, indent=2))
 
 
