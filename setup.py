@@ -4,6 +4,10 @@ Torch and Detectron2 are not listed: torch must match the machine's CUDA, and De
 PyPI. ``tools/setup_env.sh`` (``make setup``) installs both before this package.
 """
 
+import os
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
@@ -26,8 +30,22 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "ruff==0.17.5"],
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2"],
 }
+
+
+def model_zoo_configs() -> list[str]:
+    """Ship configs/ inside the package as sca/model_zoo/configs (a link in a source checkout,
+    a copy where links fail), as Detectron2 does, so that sca.model_zoo finds them anywhere."""
+    root = Path(__file__).resolve().parent
+    dest = root / "projects/SCA/sca/model_zoo/configs"
+    if not dest.exists():
+        try:
+            os.symlink(os.path.relpath(root / "configs", dest.parent), dest)
+        except OSError:
+            shutil.copytree(root / "configs", dest)
+    return [str(p.relative_to(dest.parent)) for p in dest.rglob("*.yaml")]
+
 
 setup(
     name="sca-detectron2",
@@ -37,6 +55,7 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "projects/SCA"},
     packages=find_packages(where="projects/SCA"),
+    package_data={"sca.model_zoo": model_zoo_configs()},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

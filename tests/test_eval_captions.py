@@ -5,6 +5,7 @@ import math
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -29,26 +30,24 @@ REFERENCES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def start_meteor_processes():
-    """Start both METEOR JVMs (the DenseCap one and pycocoevalcap's) at once: they load their
-    paraphrase tables in parallel, and later test files of the session reuse them."""
+@pytest.fixture(scope="module")
+def coco_meteor():
+    """pycocoevalcap's own Meteor, the reference that the shared METEOR process is compared to.
+    Both JVMs start at once: they load their paraphrase tables in parallel."""
     shared_meteor()
-    caption_metrics._release_coco_meteor(caption_metrics._coco_meteor())
+    meteor = Meteor()
+    yield meteor
+    meteor.meteor_p.kill()
 
 
-def pycocoevalcap_directly(predictions, references):
+def pycocoevalcap_directly(predictions, references, meteor):
     tokenizer = PTBTokenizer()
     gts = tokenizer.tokenize(
         {i: [{"caption": r} for r in refs] for i, refs in enumerate(references)}
     )
     res = tokenizer.tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    meteor = caption_metrics._coco_meteor()
-    try:
-        meteor_score, _ = meteor.compute_score(gts, res)
-    finally:
-        caption_metrics._release_coco_meteor(meteor)
+    meteor_score, _ = meteor.compute_score(gts, res)
     return {
         **{f"BLEU-{n}": b for n, b in enumerate(bleu, start=1)},
         "METEOR": meteor_score,
@@ -58,12 +57,12 @@ def pycocoevalcap_directly(predictions, references):
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(coco_meteor):
     return evaluate_captions(PREDICTIONS, REFERENCES)
 
 
-def test_equal_to_pycocoevalcap_scorers(results):
-    expected = pycocoevalcap_directly(PREDICTIONS, REFERENCES)
+def test_equal_to_pycocoevalcap_scorers(results, coco_meteor):
+    expected = pycocoevalcap_directly(PREDICTIONS, REFERENCES, coco_meteor)
     for key, value in expected.items():
         assert results[key] == float(value), key
     assert 0 < results["METEOR"] < 1 and results["CIDEr"] > 0

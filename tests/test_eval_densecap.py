@@ -195,8 +195,11 @@ def test_newlines_in_captions_do_not_hang_meteor():
         ([pred(7, (CAR, "a red car", 0.9))], "absent from the ground truth"),
         ([pred(0, (CAR, "a red car", float("nan")))], "finite"),
         ([pred(0, (CAR, "a red car", float("inf")))], "finite"),
-        ([pred(0, ([50, 0, 10, 99], "a red car", 0.9))], "x2 >= x1"),
-        ([pred(0, ([0, 0, float("nan"), 99], "a red car", 0.9))], "finite"),
+        ([pred(0, ([0, 0, float("nan"), 99], "a red car", 0.9))], "image 0: coordinates .*finite"),
+        ([pred(0, (CAR, "a red car", "high"))], "image 0: scores must be numbers"),
+        ([pred(0, (CAR, 7, 0.9))], "image 0: captions must be strings"),
+        ([pred(0, (CAR, None, 0.9))], "image 0: captions must be strings"),
+        ([{"image_id": 0, "boxes": [CAR]}], "predictions\\[0\\]: expected a mapping with keys"),
         ([pred(0, (CAR, "a red car", 0.9)), pred(0, (DOG, "a dog", 0.8))], "appears twice"),
         ([{"image_id": 0, "boxes": [CAR], "captions": [], "scores": [0.9]}], "1 boxes, 0 captions"),
     ],
@@ -218,3 +221,63 @@ def test_bad_predictions_are_rejected(predictions, message):
 def test_bad_ground_truth_is_rejected(ground_truth, message):
     with pytest.raises(ValueError, match=message):
         evaluate_densecap([], ground_truth)
+
+
+def test_inverted_predicted_boxes_are_scored_as_lua_does(caplog):
+    # Inverted by 40 pixels: Lua's intersection width min(x2) - max(x1) + 1 = -39, no overlap,
+    # so the box scores exactly as a box far from every target.
+    far = [500, 500, 510, 510]
+    inverted = [50, 0, 10, 99]
+    for quirk in (True, False):
+        with caplog.at_level("WARNING", logger="sca.evaluation.densecap_map"):
+            caplog.clear()
+            got = evaluate_densecap(
+                [pred(0, (inverted, "a red car", 0.9), (DOG, "a small dog", 0.8))],
+                TWO_TARGETS,
+                last_target_quirk=quirk,
+            )
+        expected = evaluate_densecap(
+            [pred(0, (far, "a red car", 0.9), (DOG, "a small dog", 0.8))],
+            TWO_TARGETS,
+            last_target_quirk=quirk,
+        )
+        assert got["num_inverted_boxes"] == 1 and expected["num_inverted_boxes"] == 0
+        assert {k: v for k, v in got.items() if k != "num_inverted_boxes"} == {
+            k: v for k, v in expected.items() if k != "num_inverted_boxes"
+        }
+        warnings = [r for r in caplog.records if "x2 < x1" in r.getMessage()]
+        assert len(warnings) == 1 and "1 predicted boxes" in warnings[0].getMessage()
+    # The quirk: the non-overlapping detection claims the last target (the dog) first.
+    assert got["det_recall"] == [0.5] * 5  # quirk off: the dog is found
+    blocked = evaluate_densecap(
+        [pred(0, (inverted, "a red car", 0.9), (DOG, "a small dog", 0.8))], TWO_TARGETS
+    )
+    assert blocked["det_recall"] == [0.0] * 5 and blocked["map"] == 0.0
+
+
+def test_box_inverted_by_less_than_a_pixel_is_a_thin_box():
+    # x1 = 10, x2 = 9.5: +1 width 0.5, so against CAR the intersection is 0.5 x 100 = 50 and the
+    # union 100 x 100 + 0.5 x 100 - 50 = 10,000: IoU 0.005 (Lua's arithmetic, step by step).
+    thin = as_lua_boxes([[10, 0, 9.5, 99]], allow_inverted=True)
+    assert pairwise_iou(thin, as_lua_boxes([CAR]))[0, 0] == 50 / 10000
+    both = as_lua_boxes([[10, 10, 0, 0]], allow_inverted=True)  # inverted on both axes
+    assert pairwise_iou(both, as_lua_boxes([CAR]))[0, 0] == 0.0
+    result = evaluate_densecap([pred(0, ([10, 0, 9.5, 99], "a red car", 0.9))], gt([(CAR, "x")]))
+    assert result["num_inverted_boxes"] == 1 and result["det_map"] == 0.0
+
+
+def test_invalid_predictions_fail_before_meteor_starts():
+    class NoMeteor:
+        def score(self, pairs):
+            raise AssertionError("METEOR was started")
+
+    good = pred(0, (CAR, "a red car", 0.9))
+    for bad in (
+        pred(1, (CAR, "a red car", float("nan"))),
+        pred(1, (CAR, 3, 0.9)),
+        pred(5, (CAR, "a red car", 0.9)),
+        pred(0, (CAR, "a red car", 0.5)),
+    ):
+        ground_truth = gt([(CAR, "a red car")], [(CAR, "a red car")])
+        with pytest.raises(ValueError, match=f"image {bad['image_id']}"):
+            evaluate_densecap([good, bad], ground_truth, meteor=NoMeteor())

@@ -18,7 +18,6 @@ from sca.evaluation import (
     DenseCaptionEvaluator,
     RegionCaptionEvaluator,
     build_sca_evaluator,
-    caption_metrics,
     evaluate_captions,
     evaluate_densecap,
     rescore,
@@ -240,9 +239,8 @@ def _two_process_worker(rank, port, out_dir):
         world_size=2,
         timeout=datetime.timedelta(seconds=180),
     )
-    if rank == 0:  # start both METEOR JVMs now, in parallel with the rest
+    if rank == 0:  # start the METEOR JVM now, in parallel with the rest
         shared_meteor()
-        caption_metrics._release_coco_meteor(caption_metrics._coco_meteor())
     name = "sca_test_eval_two_procs"
     register(name, "dense_caption")
     cfg = get_cfg()

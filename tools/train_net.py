@@ -22,8 +22,9 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
-from sca.engine import SCACheckpointer, SCATrainer  # noqa: E402
+from sca.engine import NonFiniteLossError, SCACheckpointer, SCATrainer  # noqa: E402
 from sca.evaluation import JavaNotFoundError  # noqa: E402
+from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
 
 def setup(args) -> CfgNode:
@@ -54,10 +55,18 @@ def main(args):
 
 
 def guarded_main(args):
-    """Missing data or weights end the run with the message that names them."""
+    """Missing data or weights, unsafe checkpoints and NaN/inf losses end the run with the message
+    that names them."""
     try:
         return main(args)
-    except (DatasetNotFoundError, ImageReadError, FileNotFoundError, JavaNotFoundError) as e:
+    except (
+        DatasetNotFoundError,
+        ImageReadError,
+        FileNotFoundError,
+        JavaNotFoundError,
+        UnsafeCheckpointError,
+        NonFiniteLossError,
+    ) as e:
         sys.exit(f"error: {e}")
 
 

@@ -62,6 +62,9 @@ def add_sca_config(cfg: CN) -> None:
     # Width of the mask decoder's two-way transformer MLP (SAM: 2048) and its depth (SAM: 2).
     sam.DECODER_MLP_DIM = 2048
     sam.DECODER_DEPTH = 2
+    # LayerNorm eps inside the decoder transformer's blocks: 1e-5 in segment_anything, 1e-6 in
+    # Hugging Face's SAM port, which the official SCA release was trained with.
+    sam.DECODER_BLOCK_NORM_EPS = 1e-5
     # Which SAM parts are trained (all frozen in the paper).
     sam.TRAIN_IMAGE_ENCODER = False
     sam.TRAIN_PROMPT_ENCODER = False
@@ -74,6 +77,8 @@ def add_sca_config(cfg: CN) -> None:
     mixer.MLP_DIM = 2048
     # Learned caption query tokens; their mixer outputs become the LM's visual prefix (paper: 8).
     mixer.NUM_CAPTION_TOKENS = 8
+    # LayerNorm eps inside the mixer's blocks (the official release: 1e-6, see SAM above).
+    mixer.BLOCK_NORM_EPS = 1e-5
     # Add the image embedding pooled inside each box to the caption tokens (not in the paper: it
     # helps where SAM's decoder is untrained, as in the embedded default).
     mixer.BOX_POOLED_QUERIES = False
@@ -126,6 +131,13 @@ def add_sca_config(cfg: CN) -> None:
     lm.TRAINABLE = False
     # Learned task tokens placed before the caption queries, in LM embedding space (paper: 6).
     lm.NUM_TASK_TOKENS = 6
+    # Task-token groups held by the model, NUM_TASK_TOKENS each, in storage order (the official
+    # release holds ["recognition", "caption"]), and the group that prefixes every caption.
+    lm.TASK_NAMES = ["caption"]
+    lm.TASK = "caption"
+    # Load the LM's pretrained weights from NAME_OR_PATH; False builds it from the folder's
+    # config.json alone (random weights), for checkpoints that carry the LM (converted releases).
+    lm.LOAD_WEIGHTS = True
 
     loss = sca.LOSS = CN()
     # Label smoothing of the caption cross-entropy (paper: 0.1).

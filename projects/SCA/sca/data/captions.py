@@ -37,6 +37,16 @@ def densecap_clean(phrase: str) -> str:
     return " ".join(densecap_tokens(phrase))
 
 
+def is_valid_unicode(text: str) -> bool:
+    """False for strings that cannot be written as UTF-8 (lone surrogates, which JSON's ``\\ud800``
+    escapes and Python's ``surrogateescape`` decoding produce)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize_whitespace(text: str) -> str:
     """Strip a caption and collapse inner runs of whitespace to one space (nothing else changes)."""
     return " ".join(text.split())

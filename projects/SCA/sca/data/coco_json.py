@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from pycocotools.coco import COCO
 
 from .captions import category_caption, normalize_whitespace
 from .errors import AnnotationError, require_paths
+from .json_file import read_json
 from .region_records import RegionStats, image_file_name, image_record_to_dict
 
 COCO_JSON_LAYOUT = """\
@@ -21,22 +21,65 @@ COCO_JSON_LAYOUT = """\
   <image_root>/<file_name of each image>"""
 
 
-def read_coco_json(json_file: str) -> COCO:
-    """A pycocotools ``COCO`` index of ``json_file``; annotations may lack ``category_id``."""
-    with open(json_file) as f:
-        data = json.load(f)
-    if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
+def read_coco_style_json(json_file: str) -> dict:
+    """The content of a COCO-style JSON (COCO, LVIS, ...), checked so that indexing it cannot fail:
+    an ``images`` list of objects with unique ``id``, an ``annotations`` list of objects with
+    ``id`` and an ``image_id`` among the images, ``categories`` (if any) with ``id`` and ``name``.
+    Annotations without ``category_id`` get ``None`` (caption-only data)."""
+    data = read_json(json_file)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
+    ):
         raise AnnotationError(
             f"{json_file}: expected a COCO-style object with 'images' and 'annotations' lists"
         )
+    image_ids = set()
+    for i, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or not isinstance(image.get("id", []), Hashable):
+            raise AnnotationError(
+                f"{json_file}: image record #{i} needs an 'id' field: {str(image)[:200]}"
+            )
+        if image["id"] in image_ids:
+            raise AnnotationError(f"{json_file}: image id {image['id']!r} appears twice")
+        image_ids.add(image["id"])
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or "id" not in ann or "image_id" not in ann:
+        if (
+            not isinstance(ann, dict)
+            or "id" not in ann
+            or not isinstance(ann["id"], Hashable)
+            or "image_id" not in ann
+        ):
             ann_id = ann.get("id") if isinstance(ann, dict) else None
             raise AnnotationError(
                 f"{json_file}: annotation #{i} (id {ann_id}) needs 'id' and 'image_id' fields"
             )
+        if not isinstance(ann["image_id"], Hashable) or ann["image_id"] not in image_ids:
+            raise AnnotationError(
+                f"{json_file}: annotation id {ann['id']} has image_id {ann['image_id']!r}, "
+                "which is not in 'images'"
+            )
         # pycocotools indexes every annotation by category; caption-only data has none.
         ann.setdefault("category_id", None)
+        if not isinstance(ann["category_id"], Hashable):
+            raise AnnotationError(
+                f"{json_file}: annotation id {ann['id']} has category_id {ann['category_id']!r}"
+            )
+    categories = data.setdefault("categories", [])
+    if not isinstance(categories, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), Hashable) and isinstance(c.get("name"), str)
+        for c in categories
+    ):
+        raise AnnotationError(
+            f"{json_file}: 'categories' must be a list of objects with 'id' and a 'name' string"
+        )
+    return data
+
+
+def read_coco_json(json_file: str) -> COCO:
+    """A pycocotools ``COCO`` index of ``json_file`` (checked by :func:`read_coco_style_json`)."""
+    data = read_coco_style_json(json_file)
     api = COCO()
     api.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -69,7 +112,7 @@ def load_sca_coco_json(
     require_paths(source, [json_file, image_root], layout, prepare)
     api = read_coco_json(json_file)
     category_captions = {
-        c["id"]: category_caption(c["name"]) for c in api.dataset.get("categories", [])
+        c["id"]: category_caption(c["name"]) for c in api.dataset["categories"]
     }
     stats = RegionStats()
     dicts = []

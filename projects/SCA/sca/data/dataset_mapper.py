@@ -11,6 +11,7 @@ from detectron2.data import detection_utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
+from .captions import is_valid_unicode
 from .errors import AnnotationError
 from .image_io import read_image
 from .points import sample_points_in_boxes
@@ -33,7 +34,31 @@ def _annotation_boxes(annotations: list[dict], file_name: str) -> np.ndarray:
                 f"'bbox_mode' ({e!r})"
             ) from e
         boxes.append(box)
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    bad = ~np.isfinite(boxes).all(axis=1)
+    if bad.any():
+        ann = annotations[int(np.flatnonzero(bad)[0])]
+        raise AnnotationError(
+            f"{file_name}: annotation id {ann.get('id')} has a NaN or infinite bbox {ann['bbox']}"
+        )
+    return boxes
+
+
+def _check_record(dataset_dict: object) -> list:
+    """The annotations of a dataset dict that has what the mapper reads."""
+    if not isinstance(dataset_dict, dict) or not isinstance(dataset_dict.get("file_name"), str):
+        raise AnnotationError(
+            f"dataset dict {str(dataset_dict)[:200]}: needs a 'file_name' string"
+        )
+    file_name = dataset_dict["file_name"]
+    if "image_id" not in dataset_dict:
+        raise AnnotationError(f"{file_name}: the dataset dict needs an 'image_id'")
+    if ("height" in dataset_dict) != ("width" in dataset_dict):
+        raise AnnotationError(f"{file_name}: the dataset dict needs both 'height' and 'width'")
+    annotations = dataset_dict.get("annotations", [])
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        raise AnnotationError(f"{file_name}: 'annotations' must be a list of dicts")
+    return annotations
 
 
 def _annotation_masks(
@@ -67,7 +92,7 @@ def _check_captions(ann: dict, file_name: str) -> list[str]:
     if (
         not isinstance(captions, list)
         or not captions
-        or not all(isinstance(c, str) and c for c in captions)
+        or not all(isinstance(c, str) and c and is_valid_unicode(c) for c in captions)
     ):
         raise AnnotationError(
             f"{file_name}: annotation id {ann.get('id')} needs 'captions', a non-empty list of "
@@ -126,6 +151,7 @@ class SCADatasetMapper:
         }
 
     def __call__(self, dataset_dict: dict) -> dict | None:
+        annotations = _check_record(dataset_dict)
         file_name = dataset_dict["file_name"]
         image = read_image(file_name, format=self.image_format)
         detection_utils.check_image_size(dataset_dict, image)
@@ -139,7 +165,6 @@ class SCADatasetMapper:
             "image_id": dataset_dict["image_id"],
             "file_name": file_name,
         }
-        annotations = dataset_dict.get("annotations", [])
         captions = [_check_captions(ann, file_name) for ann in annotations]
         boxes = Boxes(
             torch.as_tensor(transforms.apply_box(_annotation_boxes(annotations, file_name)))
@@ -149,7 +174,7 @@ class SCADatasetMapper:
             masks = None
             if self.with_masks:
                 masks = _annotation_masks(annotations, transforms, image.shape[:2], file_name)
-            instances = self._sample_regions(boxes, captions, image.shape[:2], masks)
+            instances = self._sample_regions(boxes, captions, image.shape[:2], file_name, masks)
             if instances is None:
                 return None
             out["instances"] = instances
@@ -162,9 +187,17 @@ class SCADatasetMapper:
         boxes: Boxes,
         captions: list[list[str]],
         image_size: tuple[int, int],
+        file_name: str,
         masks: BitMasks | None = None,
     ) -> Instances | None:
         keep = np.flatnonzero(boxes.nonempty().numpy())
+        if len(keep) < len(boxes):
+            logger.debug(
+                "%s: %d of %d regions are empty after augmentation and left out of this sample",
+                file_name,
+                len(boxes) - len(keep),
+                len(boxes),
+            )
         if len(keep) == 0:
             return None
         if len(keep) > self.num_regions_per_image:

@@ -7,8 +7,16 @@ import os
 from lvis import LVIS
 
 from .captions import category_caption, normalize_whitespace
+from .coco_json import read_coco_style_json
 from .errors import require_paths
 from .region_records import RegionStats, image_file_name, image_record_to_dict
+
+
+class _CheckedLVIS(LVIS):
+    """The ``lvis`` API over a file checked by :func:`read_coco_style_json` first."""
+
+    def _load_json(self, path: str) -> dict:
+        return read_coco_style_json(path)
 
 
 def lvis_file_name(image: dict, image_root: str, source: str) -> str:
@@ -36,7 +44,7 @@ def load_lvis_regions(
     require_paths(
         source, [json_file, image_root], layout or f"  {json_file}\n  {image_root}/", prepare
     )
-    api = LVIS(json_file)
+    api = _CheckedLVIS(json_file)
     category_captions = {cid: category_caption(c["name"]) for cid, c in api.cats.items()}
     stats = RegionStats()
     dicts = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 from collections import defaultdict
+from collections.abc import Hashable
 
 from .captions import normalize_whitespace
 from .coco_json import read_coco_json
@@ -32,13 +33,30 @@ def _utf8(text: str) -> str:
         return text
 
 
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles lists, dicts, strings and numbers only: any class or function is refused, so
+    loading a crafted file cannot execute code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it references {module}.{name}")
+
+
 def read_refs(refs_file: str) -> list[dict]:
-    """Load a refer ``refs(<split_by>).p`` pickle (Python 2 or 3) as a list of ref dicts."""
-    with open(refs_file, "rb") as f:
-        refs = pickle.load(f, encoding="latin1")
-    if not isinstance(refs, list):
+    """Load a refer ``refs(<split_by>).p`` pickle (Python 2 or 3) as a list of ref dicts.
+
+    Only plain data is unpickled (refer's files hold nothing else); a file that references a
+    class or function, or is truncated, raises :class:`AnnotationError` naming it."""
+    try:
+        with open(refs_file, "rb") as f:
+            refs = _DataOnlyUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
         raise AnnotationError(
-            f"{refs_file}: expected a pickled list of refs, got {type(refs).__name__}"
+            f"{refs_file}: not a refer refs pickle of plain lists, dicts, strings and numbers "
+            f"({e}); it is not loaded, as unpickling other objects can execute code"
+        ) from None
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise AnnotationError(
+            f"{refs_file}: expected a pickled list of ref dicts, got {type(refs).__name__}"
         )
     return refs
 
@@ -84,8 +102,9 @@ def load_refcoco(
     api = read_coco_json(instances_file)
     by_image: dict[int, list[dict]] = defaultdict(list)
     for ref in refs:
-        ann = api.anns.get(ref.get("ann_id"))
-        if ann is None or ref.get("image_id") not in api.imgs:
+        ann_id, image_id = ref.get("ann_id"), ref.get("image_id")
+        ann = api.anns.get(ann_id) if isinstance(ann_id, Hashable) else None
+        if ann is None or not isinstance(image_id, Hashable) or image_id not in api.imgs:
             raise AnnotationError(
                 f"{refs_file}: ref id {ref.get('ref_id')} points to ann_id {ref.get('ann_id')} / "
                 f"image_id {ref.get('image_id')}, not found in {instances_file}"
@@ -93,7 +112,7 @@ def load_refcoco(
         by_image[ref["image_id"]].append(
             {
                 "id": ref.get("ref_id"),
-                "bbox": ann["bbox"],
+                "bbox": ann.get("bbox"),
                 "captions": _ref_sentences(ref, refs_file),
             }
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from detectron2.structures import BoxMode
 
+from .captions import is_valid_unicode
 from .errors import AnnotationError
 
 logger = logging.getLogger(__name__)
@@ -50,13 +51,13 @@ def image_file_name(image: Mapping, image_root: str, source: str) -> str:
 def _xywh_box(ann: Mapping, source: str) -> list[float]:
     bbox = ann.get("bbox")
     try:
-        values = [float(v) for v in bbox]
-    except (TypeError, ValueError):
+        values = [] if isinstance(bbox, (str, bytes, Mapping)) else [float(v) for v in bbox]
+    except (TypeError, ValueError, OverflowError):
         values = []
     if len(values) != 4:
         raise AnnotationError(
-            f"{source}: annotation id {ann.get('id')} has bbox {bbox!r}, expected 4 numbers "
-            "[x, y, width, height]"
+            f"{source}: annotation id {ann.get('id')} has bbox {str(bbox)[:100]}, expected 4 "
+            "numbers [x, y, width, height]"
         )
     return values
 
@@ -71,14 +72,16 @@ def _captions(
     if caption_field and caption_field in ann:
         value = ann[caption_field]
         texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        if not isinstance(texts, list) or not all(
+            isinstance(t, str) and is_valid_unicode(t) for t in texts
+        ):
             raise AnnotationError(
-                f"{source}: annotation id {ann.get('id')} has {caption_field!r} = {value!r}, "
-                "expected a string or a list of strings"
+                f"{source}: annotation id {ann.get('id')} has {caption_field!r} = "
+                f"{str(value)[:200]}, expected a string or a list of strings (valid Unicode)"
             )
         return [c for c in (clean(t) for t in texts) if c]
     category_id = ann.get("category_id")
-    if category_id not in category_captions:
+    if not isinstance(category_id, Hashable) or category_id not in category_captions:
         wanted = f"a {caption_field!r} field or " if caption_field else ""
         raise AnnotationError(
             f"{source}: annotation id {ann.get('id')} has {wanted}no category_id of the "
@@ -106,9 +109,12 @@ def image_record_to_dict(
     """
     try:
         height, width = int(image["height"]), int(image["width"])
-    except (KeyError, TypeError, ValueError) as e:
+        if height <= 0 or width <= 0:
+            raise ValueError(f"height {height}, width {width}")
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise AnnotationError(
-            f"{source}: image id {image.get('id')} needs integer 'height' and 'width' ({e!r})"
+            f"{source}: image id {image.get('id')} needs positive integer 'height' and 'width' "
+            f"({e!r})"
         ) from e
     regions = []
     for ann in annotations:

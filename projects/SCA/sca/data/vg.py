@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable
 
 from detectron2.structures import BoxMode
 
-from .errors import require_paths
+from .errors import AnnotationError, require_paths
+from .json_file import read_json
 from .paths import datasets_root
 from .vg_cache import load_vg_split, save_vg_split
 from .vg_preprocess import DENSECAP_MAX_TOKENS, SPLITS, VGSplit, load_densecap_splits, preprocess_vg
@@ -57,10 +57,11 @@ def preprocess_vg_root(
     regions_path, image_data_path, splits_path = _raw_paths(vg_root)
     split_ids = load_densecap_splits(splits_path)
     logger.info("Reading %s (VG's largest file, this takes a while) ...", regions_path)
-    with open(regions_path) as f:
-        region_descriptions = json.load(f)
-    with open(image_data_path) as f:
-        image_data = json.load(f)
+    region_descriptions = read_json(regions_path)
+    image_data = read_json(image_data_path)
+    for path, data in ((regions_path, region_descriptions), (image_data_path, image_data)):
+        if not isinstance(data, list):
+            raise AnnotationError(f"{path}: expected a JSON list, got {type(data).__name__}")
     wanted = {s: split_ids[s] for s in splits}
     return preprocess_vg(region_descriptions, image_data, wanted, max_tokens, progress)
 

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .captions import densecap_tokens
+from .captions import densecap_tokens, is_valid_unicode
 from .errors import AnnotationError
+from .json_file import read_json
 
 SPLITS = ("train", "val", "test")
 # DenseCap's preprocess.py drops phrases longer than this many tokens (its --max_token_length).
@@ -69,8 +70,7 @@ class VGSplit:
 
 def load_densecap_splits(path: str) -> dict[str, list[int]]:
     """Read ``densecap_splits.json`` into ``{"train": [...], "val": [...], "test": [...]}``."""
-    with open(path) as f:
-        data = json.load(f)
+    data = read_json(path)
     if not isinstance(data, dict) or not set(SPLITS) <= set(data):
         raise AnnotationError(
             f"{path}: expected a JSON object with keys {list(SPLITS)} (lists of VG image ids), "
@@ -81,32 +81,53 @@ def load_densecap_splits(path: str) -> dict[str, list[int]]:
 
 def _image_sizes(image_data: Iterable[Mapping]) -> dict[int, tuple[int, int]]:
     sizes = {}
-    for record in image_data:
-        image_id = record.get("image_id", record.get("id"))
+    for n, record in enumerate(image_data):
+        image_id = record.get("image_id", record.get("id")) if isinstance(record, Mapping) else None
         try:
             sizes[int(image_id)] = (int(record["height"]), int(record["width"]))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise AnnotationError(
-                f"image_data.json record for image id {image_id}: expected integer 'width' and "
-                f"'height' fields ({e!r})"
+                f"image_data.json record #{n} (image id {image_id}): expected an object with "
+                f"integer 'image_id', 'width' and 'height' fields ({e!r})"
             ) from e
     return sizes
 
 
 def _region_fields(region: Mapping, image_id: int) -> tuple[int, str, float, float, float, float]:
-    region_id = region.get("region_id", region.get("id"))
+    region_id = region.get("region_id", region.get("id")) if isinstance(region, Mapping) else None
     try:
         x, y = float(region["x"]), float(region["y"])
         w, h = float(region["width"]), float(region["height"])
         phrase = region["phrase"]
         if not isinstance(phrase, str):
             raise TypeError(f"'phrase' is {type(phrase).__name__}, not str")
+        if not is_valid_unicode(phrase):
+            raise ValueError("'phrase' is not valid Unicode (a lone surrogate)")
         return int(region_id), phrase, x, y, w, h
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise AnnotationError(
             f"region_descriptions.json: region id {region_id} of image {image_id} is malformed: "
             f"expected 'region_id', 'phrase' (str) and numeric 'x', 'y', 'width', 'height' ({e!r})"
         ) from e
+
+
+def _image_record(record: object, n: int) -> tuple[int, list]:
+    """The image id and region list of a region_descriptions.json record."""
+    image_id = record.get("id", record.get("image_id")) if isinstance(record, Mapping) else None
+    try:
+        image_id = int(image_id)
+    except (TypeError, ValueError, OverflowError):
+        raise AnnotationError(
+            f"region_descriptions.json: record #{n} needs an integer 'id' (the image id) and a "
+            f"'regions' list, got {str(record)[:200]}"
+        ) from None
+    regions = record.get("regions", [])
+    if not isinstance(regions, list):
+        raise AnnotationError(
+            f"region_descriptions.json: image {image_id} has 'regions' = {str(regions)[:100]}, "
+            "expected a list"
+        )
+    return image_id, regions
 
 
 def preprocess_vg(
@@ -134,8 +155,8 @@ def preprocess_vg(
     builders = {split: _SplitBuilder() for split in splits}
     seen: set[int] = set()
     records = progress(region_descriptions) if progress else region_descriptions
-    for record in records:
-        image_id = int(record.get("id", record.get("image_id")))
+    for n, record in enumerate(records):
+        image_id, regions = _image_record(record, n)
         split = split_of.get(image_id)
         if split is None:
             continue
@@ -144,7 +165,7 @@ def preprocess_vg(
                 f"VG image id {image_id} has regions but no record in image_data.json"
             )
         seen.add(image_id)
-        builders[split].add_image(image_id, sizes[image_id], record.get("regions", []), max_tokens)
+        builders[split].add_image(image_id, sizes[image_id], regions, max_tokens)
     out = {}
     for split, ids in splits.items():
         builder = builders[split]

@@ -1,7 +1,14 @@
 """Training and evaluation glue around Detectron2's engine."""
 
 from .checkpoint import SCACheckpointer
+from .nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from .predictor import SCAPredictor
 from .trainer import SCATrainer
 
-__all__ = ["SCACheckpointer", "SCAPredictor", "SCATrainer"]
+__all__ = [
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "SCACheckpointer",
+    "SCAPredictor",
+    "SCATrainer",
+]

@@ -16,6 +16,7 @@ from ..data import build_sca_test_loader, build_sca_train_loader
 from ..evaluation import build_sca_evaluator
 from .checkpoint import SCACheckpointer
 from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
+from .nonfinite import NonFiniteLossGuard
 from .optim import build_sca_optimizer
 from .visualize import save_visualizations
 
@@ -23,7 +24,8 @@ from .visualize import save_visualizations
 class SCATrainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with SCA's parts. Differences from the stock trainer: DDP
     without ``device_ids`` on CPU (gloo), AMP only where CUDA is, checkpoints without frozen
-    weights, and a training stream that resumes exactly where it stopped."""
+    weights (written atomically), a training stream that resumes exactly where it stopped, and a
+    stop with a checkpoint at the first NaN/inf loss."""
 
     def __init__(self, cfg: CfgNode):
         TrainerBase.__init__(self)
@@ -59,6 +61,9 @@ class SCATrainer(DefaultTrainer):
         # continue the training stream at the first sample this rank has not used yet
         per_rank = self.cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
         self._stream.start = self.start_iter * per_rank
+
+    def build_hooks(self) -> list:
+        return [NonFiniteLossGuard(), *super().build_hooks()]
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:

@@ -23,16 +23,15 @@ import logging
 import math
 import string
 import subprocess
-import threading
 from collections.abc import Mapping, Sequence
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from .java import require_java
+from .meteor import shared_meteor
 from .pos_recall import TAGGER_NAME, noun_verb_recall, tagger_status
 from .spice_status import spice_unavailable_reason
 
@@ -50,43 +49,12 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
-_meteor: Meteor | None = None
-_meteor_lock = threading.Lock()
-
-
-def _coco_meteor() -> Meteor:
-    """Take the kept pycocoevalcap Meteor process (or start one: JVM start-up and paraphrase
-    loading take ~10 s); hand it back with :func:`_release_coco_meteor`."""
-    global _meteor
-    with _meteor_lock:
-        scorer, _meteor = _meteor, None
-    if scorer is None or scorer.meteor_p.poll() is not None:
-        scorer = Meteor()
-    return scorer
-
-
-def _release_coco_meteor(scorer: Meteor) -> None:
-    global _meteor
-    with _meteor_lock:
-        if _meteor is None:
-            _meteor, scorer = scorer, None
-    if scorer is not None:
-        scorer.meteor_p.kill()
-
-
 def _run_meteor(gts: dict, res: dict) -> float:
-    """pycocoevalcap's Meteor.compute_score on a process kept for the next call. pycocoevalcap's
-    class does not release its lock on an error, so a process that raised is killed, not reused."""
-    scorer = _coco_meteor()
-    try:
-        score, _ = scorer.compute_score(gts, res)
-    except BaseException:
-        scorer.meteor_p.kill()
-        if scorer.lock.locked():
-            scorer.lock.release()  # so that its __del__ does not block
-        raise
-    _release_coco_meteor(scorer)
-    return float(score)
+    """pycocoevalcap's corpus METEOR of tokenized ``res`` against ``gts``, on the shared, guarded
+    METEOR process (same command line, same lines sent as ``Meteor.compute_score``)."""
+    pairs = [(res[i][0], gts[i]) for i in res]
+    score, _ = shared_meteor().corpus_score(pairs)
+    return score
 
 
 def _as_items(predictions, references) -> tuple[list, list[str], list[list[str]]]:

@@ -12,13 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def as_lua_boxes(boxes: object, what: str = "boxes") -> np.ndarray:
+def as_lua_boxes(boxes: object, what: str = "boxes", allow_inverted: bool = False) -> np.ndarray:
     """``(N, 4)`` float64 array of float32-rounded boxes; raises ``ValueError`` on bad boxes.
 
-    Bad: not ``(N, 4)``, non-finite coordinates, or ``x2 < x1`` / ``y2 < y1`` (a box with
-    ``x2 == x1`` is one pixel wide under the +1 convention and is accepted).
+    Bad: not an ``(N, 4)`` array of numbers, non-finite coordinates, or (unless
+    ``allow_inverted``) ``x2 < x1`` / ``y2 < y1``; a box with ``x2 == x1`` is one pixel wide under
+    the +1 convention and is accepted. Inverted boxes are what the Lua code scores with the same
+    formulas as the others (see :func:`pairwise_iou`), so predictions may have them.
     """
-    array = np.asarray(boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: boxes must be numbers [x1, y1, x2, y2] ({e})") from None
     if array.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != 4:
@@ -29,8 +34,8 @@ def as_lua_boxes(boxes: object, what: str = "boxes") -> np.ndarray:
         raise ValueError(
             f"{what}: coordinates must be finite, got {array[~np.isfinite(array).all(1)][:3]}"
         )
-    bad = (array[:, 2] < array[:, 0]) | (array[:, 3] < array[:, 1])
-    if bad.any():
+    bad = inverted_boxes(array)
+    if bad.any() and not allow_inverted:
         raise ValueError(
             f"{what}: boxes must be [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1 (XYXY_ABS); "
             f"{int(bad.sum())} are not, e.g. {array[bad][0].tolist()}"
@@ -38,8 +43,18 @@ def as_lua_boxes(boxes: object, what: str = "boxes") -> np.ndarray:
     return array.astype(np.float32).astype(np.float64)
 
 
+def inverted_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Mask of the boxes with ``x2 < x1`` or ``y2 < y1``."""
+    return (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+
+
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` IoU with the +1-pixel convention; 0 where the boxes do not overlap."""
+    """``(N, M)`` IoU with the +1-pixel convention; 0 where the boxes do not overlap.
+
+    As in the Lua code, boxes overlap when the intersection's ``min(x2) - max(x1) + 1`` and its
+    height are both positive, and areas are ``(x2 - x1 + 1) * (y2 - y1 + 1)`` whatever their sign.
+    So an inverted box (``x2 < x1``) overlaps nothing unless it is inverted by less than a pixel,
+    in which case its +1 width is still positive and it is scored as a thin box."""
     ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
     iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
     ix2 = np.minimum(a[:, None, 2], b[None, :, 2])

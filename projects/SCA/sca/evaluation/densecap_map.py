@@ -23,6 +23,10 @@ Scores are fractions (1.0 = perfect), as the Lua code returns them (it prints 10
 Treatment of cases the Lua code did not meet (or crashed on):
   * an image in the ground truth without a prediction entry counts as an image with no detection;
     a prediction for an image id absent from the ground truth is an error;
+  * predicted boxes with x2 < x1 or y2 < y1 are scored with the Lua formulas (+1-pixel areas,
+    negative widths included): they overlap nothing unless inverted by less than a pixel. They
+    are counted (``num_inverted_boxes``) and one warning gives the count. Ground-truth boxes must
+    not be inverted; NaN/inf coordinates are an error naming the image;
   * an image whose ground truth is empty: its detections are all false positives (Lua crashes);
   * no detection at all: every AP is 0 (Lua crashes); no ground-truth box at all: an error;
   * ties in score keep input order (Torch's sort does not guarantee an order);
@@ -32,14 +36,18 @@ Treatment of cases the Lua code did not meet (or crashed on):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .densecap_boxes import as_lua_boxes, merge_ground_truth, pairwise_iou
+from .densecap_boxes import as_lua_boxes, inverted_boxes, merge_ground_truth, pairwise_iou
 from .meteor import MeteorScorer, shared_meteor
 
+logger = logging.getLogger(__name__)
+
+PREDICTION_KEYS = frozenset({"image_id", "boxes", "captions", "scores"})
 IOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 METEOR_THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
 DETECTION_METEOR_THRESHOLD = -1.0
@@ -87,11 +95,13 @@ def _index_ground_truth(ground_truth: Sequence[Mapping]) -> dict:
     return images
 
 
-def _check_prediction(entry: Mapping) -> tuple[np.ndarray, list[str], np.ndarray]:
-    what = f"predictions of image {entry['image_id']!r}"
-    boxes = as_lua_boxes(entry["boxes"], what)
+def _check_prediction(entry: Mapping, what: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    boxes = as_lua_boxes(entry["boxes"], what, allow_inverted=True)
     captions = list(entry["captions"])
-    scores = np.asarray(entry["scores"], dtype=np.float64).reshape(-1)
+    try:
+        scores = np.asarray(entry["scores"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: scores must be numbers ({e})") from None
     if not (len(boxes) == len(captions) == len(scores)):
         raise ValueError(
             f"{what}: {len(boxes)} boxes, {len(captions)} captions, {len(scores)} scores"
@@ -102,6 +112,25 @@ def _check_prediction(entry: Mapping) -> tuple[np.ndarray, list[str], np.ndarray
         if not isinstance(caption, str):
             raise ValueError(f"{what}: captions must be strings, got {caption!r}")
     return boxes, captions, scores
+
+
+def _index_predictions(predictions: Sequence[Mapping], images: Mapping) -> dict:
+    """Every prediction entry checked (before any METEOR work), by image id."""
+    by_image = {}
+    for n, entry in enumerate(predictions):
+        if not isinstance(entry, Mapping) or not PREDICTION_KEYS <= set(entry):
+            raise ValueError(
+                f"predictions[{n}]: expected a mapping with keys {sorted(PREDICTION_KEYS)}, got "
+                f"{sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__}"
+            )
+        image_id = entry["image_id"]
+        what = f"predictions of image {image_id!r}"
+        if image_id in by_image:
+            raise ValueError(f"{what}: image id {image_id!r} appears twice")
+        if image_id not in images:
+            raise ValueError(f"{what}: image id {image_id!r} is absent from the ground truth")
+        by_image[image_id] = _check_prediction(entry, what)
+    return by_image
 
 
 def _match_image(boxes, scores, targets, last_target_quirk):
@@ -157,21 +186,24 @@ def evaluate_densecap(
 
     Returns:
         ``{"map", "det_map", "ap_table" (5 x 6: IoU thresholds x METEOR thresholds), "det_ap" (5),
+        "det_recall" (5: fraction of merged targets found at each IoU threshold),
         "iou_thresholds", "meteor_thresholds", "num_images", "num_detections", "num_targets"
-        (merged), "num_meteor_pairs"}``; all scores are fractions.
+        (merged), "num_meteor_pairs", "num_inverted_boxes"}``; all scores are fractions.
+
+    Raises:
+        ValueError: naming the image, before any METEOR work, for a prediction entry without
+            ``image_id``/``boxes``/``captions``/``scores``, a duplicated or unknown image id,
+            NaN/inf coordinates or scores, non-numeric values or non-string captions.
     """
     images = _index_ground_truth(ground_truth)
-    by_image = {}
-    for entry in predictions:
-        image_id = entry["image_id"]
-        if image_id in by_image:
-            raise ValueError(f"predictions: image id {image_id!r} appears twice")
-        by_image[image_id] = entry
-    unknown = [i for i in by_image if i not in images]
-    if unknown:
-        raise ValueError(
-            f"predictions for {len(unknown)} image id(s) absent from the ground truth, "
-            f"e.g. {unknown[:5]}"
+    by_image = _index_predictions(predictions, images)
+    num_inverted = sum(int(inverted_boxes(boxes).sum()) for boxes, _, _ in by_image.values())
+    if num_inverted:
+        logger.warning(
+            "DenseCap mAP: %d predicted boxes have x2 < x1 or y2 < y1; they are scored as the "
+            "Lua evaluation scores them (+1-pixel areas; they overlap no target unless inverted "
+            "by less than one pixel)",
+            num_inverted,
         )
 
     all_scores, all_ov, all_ok, pairs, pair_index = [], [], [], [], []
@@ -182,7 +214,7 @@ def evaluate_densecap(
         npos += len(targets)
         if image_id not in by_image:
             continue
-        boxes, captions, scores = _check_prediction(by_image[image_id])
+        boxes, captions, scores = by_image[image_id]
         order, ov, target, ok = _match_image(boxes, scores, targets, last_target_quirk)
         for d, i in enumerate(order):
             if ok[d] and ov[d] >= IOU_THRESHOLDS[0]:
@@ -207,8 +239,10 @@ def evaluate_densecap(
     ov, ok, meteor_scores = ov[order], ok[order], meteor_scores[order]
     ap_table = []
     det_ap = []
+    det_recall = []
     for min_iou in IOU_THRESHOLDS:
         localized = ok & (ov >= min_iou)
+        det_recall.append(float(localized.sum()) / npos)
         det_ap.append(
             _average_precision(localized & (meteor_scores > DETECTION_METEOR_THRESHOLD), npos)
         )
@@ -221,10 +255,12 @@ def evaluate_densecap(
         "det_map": sum(det_ap) / len(det_ap),
         "ap_table": ap_table,
         "det_ap": det_ap,
+        "det_recall": det_recall,
         "iou_thresholds": list(IOU_THRESHOLDS),
         "meteor_thresholds": list(METEOR_THRESHOLDS),
         "num_images": len(images),
         "num_detections": int(len(scores)),
         "num_targets": int(npos),
         "num_meteor_pairs": len(pairs),
+        "num_inverted_boxes": num_inverted,
     }

@@ -63,7 +63,11 @@ class SCACaptionHead(nn.Module):
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
         sca = cfg.MODEL.SCA
         lm, tokenizer = load_causal_lm(
-            sca.LM.NAME_OR_PATH, sca.LM.GGUF_FILE, sca.LM.TOKENIZER, sca.LM.DTYPE
+            sca.LM.NAME_OR_PATH,
+            sca.LM.GGUF_FILE,
+            sca.LM.TOKENIZER,
+            sca.LM.DTYPE,
+            load_weights=sca.LM.LOAD_WEIGHTS,
         )
         dim = sca.SAM.PROMPT_EMBED_DIM
         return {
@@ -75,9 +79,16 @@ class SCACaptionHead(nn.Module):
                 embed_dim=dim,
                 num_heads=sca.MIXER.NUM_HEADS,
                 mlp_dim=sca.MIXER.MLP_DIM,
+                block_norm_eps=sca.MIXER.BLOCK_NORM_EPS,
             ),
             "captioner": PrefixCaptioner(
-                lm, tokenizer, dim, sca.LM.NUM_TASK_TOKENS, lm_trainable=sca.LM.TRAINABLE
+                lm,
+                tokenizer,
+                dim,
+                sca.LM.NUM_TASK_TOKENS,
+                lm_trainable=sca.LM.TRAINABLE,
+                task_names=sca.LM.TASK_NAMES,
+                task=sca.LM.TASK,
             ),
             "train_prompt_encoder": sca.SAM.TRAIN_PROMPT_ENCODER,
             "train_mask_decoder": sca.SAM.TRAIN_MASK_DECODER,

@@ -1,5 +1,7 @@
 """The LM side of SCA: a visual prefix in front of caption tokens, for training and decoding."""
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,7 +12,9 @@ class PrefixCaptioner(nn.Module):
     """Wraps a causal LM that reads ``[task tokens | projected caption queries | caption]``.
 
     Only ``language_project`` and ``task_tokens`` are this module's own weights; the LM is frozen
-    unless ``lm_trainable``.
+    unless ``lm_trainable``. ``task_tokens`` holds ``num_task_tokens`` rows for each name in
+    ``task_names`` (in that order, as the official release stores its "recognition" and "caption"
+    tokens); the prefix uses the rows of ``task``.
     """
 
     def __init__(
@@ -20,14 +24,24 @@ class PrefixCaptioner(nn.Module):
         query_dim: int,
         num_task_tokens: int = 6,
         lm_trainable: bool = False,
+        task_names: Sequence[str] = ("caption",),
+        task: str = "caption",
     ):
         super().__init__()
+        if task not in task_names:
+            raise ValueError(
+                f"MODEL.SCA.LM.TASK={task!r} is not one of "
+                f"MODEL.SCA.LM.TASK_NAMES={list(task_names)}"
+            )
         self.lm = lm
         self.tokenizer = tokenizer
-        d_lm = lm.get_input_embeddings().embedding_dim
-        self.language_project = nn.Linear(query_dim, d_lm)
-        self.task_tokens = nn.Embedding(num_task_tokens, d_lm)
-        nn.init.normal_(self.task_tokens.weight, std=lm.get_input_embeddings().weight.std().item())
+        embeddings = lm.get_input_embeddings()
+        self.language_project = nn.Linear(query_dim, embeddings.embedding_dim)
+        self.num_task_tokens = num_task_tokens
+        self.task_index = list(task_names).index(task)
+        self.task_tokens = nn.Embedding(len(task_names) * num_task_tokens, embeddings.embedding_dim)
+        with torch.no_grad():  # N(0, std of the LM's embeddings); no .item(), so meta works too
+            self.task_tokens.weight.normal_().mul_(embeddings.weight.std())
         self.lm.requires_grad_(lm_trainable)
         self.lm_trainable = lm_trainable
         self.eos_token_id = tokenizer.eos_token_id
@@ -47,7 +61,9 @@ class PrefixCaptioner(nn.Module):
         """(N, K, C) caption queries -> (N, T + K, d_lm) LM input prefix."""
         n = queries.shape[0]
         projected = self.language_project(queries)
-        task = self.task_tokens.weight.unsqueeze(0).expand(n, -1, -1)
+        start = self.task_index * self.num_task_tokens
+        rows = self.task_tokens.weight[start : start + self.num_task_tokens]
+        task = rows.unsqueeze(0).expand(n, -1, -1)
         return torch.cat([task, projected], dim=1).to(self.lm_dtype)
 
     def encode_captions(self, captions: list[str], max_tokens: int) -> torch.Tensor:

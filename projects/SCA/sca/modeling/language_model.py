@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -57,9 +58,16 @@ def _missing_lm_error(name_or_path: str, gguf_file: str, cause: Exception) -> OS
 
 
 def load_causal_lm(
-    name_or_path: str, gguf_file: str = "", tokenizer_name: str = "", dtype: str = "float32"
+    name_or_path: str,
+    gguf_file: str = "",
+    tokenizer_name: str = "",
+    dtype: str = "float32",
+    load_weights: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS."""
+    """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS.
+
+    ``load_weights=False`` builds the model from its ``config.json`` alone (random weights), for
+    checkpoints that carry the LM's weights themselves, such as converted official releases."""
     if dtype not in _DTYPES:
         raise ValueError(f"MODEL.SCA.LM.DTYPE={dtype!r}: expected one of {sorted(_DTYPES)}")
     source, gguf_file = resolve_lm_source(name_or_path, gguf_file)
@@ -68,9 +76,13 @@ def load_causal_lm(
         raise _missing_lm_error(source, gguf_file, FileNotFoundError(f"no folder {source}"))
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=_DTYPES[dtype], local_files_only=looks_local, **kwargs
-        )
+        if load_weights:
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=_DTYPES[dtype], local_files_only=looks_local, **kwargs
+            )
+        else:
+            config = AutoConfig.from_pretrained(source, local_files_only=looks_local, **kwargs)
+            model = AutoModelForCausalLM.from_config(config, dtype=_DTYPES[dtype])
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or source,
             local_files_only=looks_local,

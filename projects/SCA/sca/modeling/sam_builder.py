@@ -68,16 +68,26 @@ def build_sam_prompt_encoder(cfg: CfgNode) -> PromptEncoder:
     )
 
 
+def set_block_norm_eps(transformer: TwoWayTransformer, eps: float) -> TwoWayTransformer:
+    """Set the eps of the LayerNorms inside a two-way transformer's blocks (not the final one,
+    which keeps 1e-5 in both segment_anything and Hugging Face's port)."""
+    for block in transformer.layers:
+        for norm in (block.norm1, block.norm2, block.norm3, block.norm4):
+            norm.eps = eps
+    return transformer
+
+
 def build_sam_mask_decoder(cfg: CfgNode) -> MaskDecoder:
     sam = cfg.MODEL.SCA.SAM
+    transformer = TwoWayTransformer(
+        depth=sam.DECODER_DEPTH,
+        embedding_dim=sam.PROMPT_EMBED_DIM,
+        mlp_dim=sam.DECODER_MLP_DIM,
+        num_heads=8,
+    )
     return MaskDecoder(
         num_multimask_outputs=3,
-        transformer=TwoWayTransformer(
-            depth=sam.DECODER_DEPTH,
-            embedding_dim=sam.PROMPT_EMBED_DIM,
-            mlp_dim=sam.DECODER_MLP_DIM,
-            num_heads=8,
-        ),
+        transformer=set_block_norm_eps(transformer, sam.DECODER_BLOCK_NORM_EPS),
         transformer_dim=sam.PROMPT_EMBED_DIM,
         iou_head_depth=3,
         iou_head_hidden_dim=256,

@@ -1,13 +1,15 @@
 """Loads an official SAM checkpoint (``sam_vit_{b,l,h}_*.pth``) into SCA's SAM modules."""
 
-import hashlib
 import logging
 import re
 from pathlib import Path
 
 import torch
-from detectron2.utils.file_io import PathManager
 from torch import nn
+
+from ..utils.download import download, verify_sha256
+from ..utils.safe_load import safe_torch_load
+from ..utils.state_dicts import key_problems
 
 logger = logging.getLogger(__name__)
 
@@ -21,42 +23,34 @@ SAM_CHECKPOINT_URLS = {
 SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 
 
-def _local_copy(path_or_url: str) -> str:
-    try:
-        local = PathManager.get_local_path(path_or_url)
-    except Exception as e:  # iopath raises many types for network failures
-        raise OSError(
-            f"Cannot fetch SAM checkpoint {path_or_url} (MODEL.SCA.SAM.CHECKPOINT): {e}. "
-            "Without network access, download it elsewhere and set the key to the local path."
-        ) from e
-    if not Path(local).is_file():
+def _official_sha256_prefix(name: str) -> str:
+    """The SHA-256 prefix in an official SAM file name (``sam_vit_b_01ec64.pth``), else ""."""
+    official = {u.rsplit("/", 1)[1] for u in SAM_CHECKPOINT_URLS.values()}
+    match = re.search(r"_([0-9a-f]{6})\.pth$", name)
+    return match.group(1) if match and name in official else ""
+
+
+def _local_copy(path_or_url: str) -> Path:
+    """A local, verified file: URLs are downloaded into the cache (sca.utils.download)."""
+    if path_or_url.startswith(("http://", "https://")):
+        name = path_or_url.rsplit("/", 1)[1]
+        return download(path_or_url, sha256=_official_sha256_prefix(name))
+    local = Path(path_or_url).expanduser()
+    if not local.is_file():
         raise FileNotFoundError(
             f"SAM checkpoint not found: {local} (MODEL.SCA.SAM.CHECKPOINT). Official files: "
             + ", ".join(SAM_CHECKPOINT_URLS.values())
         )
+    prefix = _official_sha256_prefix(local.name)
+    if prefix:
+        verify_sha256(local, prefix, remove=False)
     return local
-
-
-def _check_hash_suffix(local: str) -> None:
-    """Official names end with ``_<sha256[:6]>.pth``; a mismatch means a damaged download."""
-    match = re.search(r"_([0-9a-f]{6})\.pth$", local)
-    if not match or Path(local).name not in {
-        u.rsplit("/", 1)[1] for u in SAM_CHECKPOINT_URLS.values()
-    }:
-        return
-    digest = hashlib.sha256()
-    with open(local, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(match.group(1)):
-        raise OSError(f"{local}: SHA-256 {digest.hexdigest()[:12]}... does not match its name")
 
 
 def load_sam_state_dict(path_or_url: str) -> dict[str, torch.Tensor]:
     """Read an official SAM checkpoint safely (``weights_only=True``)."""
     local = _local_copy(path_or_url)
-    _check_hash_suffix(local)
-    state = torch.load(local, map_location="cpu", weights_only=True)
+    state = safe_torch_load(local)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -81,20 +75,7 @@ def load_sam_into(
         problems.append(f"unexpected keys: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
     for prefix, module in targets.items():
         part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(part))
-        extra = sorted(set(part) - set(expected))
-        shapes = [
-            f"{prefix}{k}: checkpoint {tuple(part[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in part and part[k].shape != v.shape
-        ]
-        if missing:
-            problems.append(f"missing keys: {[prefix + k for k in missing[:10]]}")
-        if extra:
-            problems.append(f"unexpected keys: {[prefix + k for k in extra[:10]]}")
-        if shapes:
-            problems.append("shape mismatch: " + "; ".join(shapes[:5]))
+        problems += key_problems(part, module.state_dict(), prefix=prefix)
         parts[prefix] = part
     if problems:
         raise KeyError(

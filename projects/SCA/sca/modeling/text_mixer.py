@@ -4,6 +4,8 @@ import torch
 from segment_anything.modeling import TwoWayTransformer
 from torch import nn
 
+from .sam_builder import set_block_norm_eps
+
 
 class TextFeatureMixer(nn.Module):
     """Learned caption tokens, together with the output tokens of SAM's mask decoder, attend to
@@ -17,12 +19,16 @@ class TextFeatureMixer(nn.Module):
         embed_dim: int = 256,
         num_heads: int = 8,
         mlp_dim: int = 2048,
+        block_norm_eps: float = 1e-5,
     ):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
         self.caption_tokens = nn.Embedding(num_caption_tokens, embed_dim)
-        self.transformer = TwoWayTransformer(
-            depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
+        self.transformer = set_block_norm_eps(
+            TwoWayTransformer(
+                depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
+            ),
+            block_norm_eps,
         )
 
     def forward(
