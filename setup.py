@@ -27,10 +27,13 @@ INSTALL_REQUIRES = [
     "tqdm>=4.60",
     # noun/verb recall: TextBlob's bundled Pattern tagger works offline
     "textblob==0.20.1",
+    # the web app (tools/app.py)
+    "gradio==6.31.0",
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2"],
+    # selenium drives Debian's chromium in the web app's browser test
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2", "selenium==4.51.0"],
 }
 
 

@@ -1,61 +1,12 @@
 """SCA's masks and IoU predictions are exactly segment_anything's own ``Sam``'s."""
 
-from functools import partial
-
 import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
-from segment_anything.modeling import (
-    ImageEncoderViT,
-    MaskDecoder,
-    PromptEncoder,
-    Sam,
-    TwoWayTransformer,
-)
-from tiny_models import tiny_cfg
+from tiny_models import reference_sam, tiny_cfg
 
 IMAGE_SIZE = 64
-
-
-def reference_sam() -> Sam:
-    """A tiny SAM built directly from segment_anything's classes, as build_sam does."""
-    torch.manual_seed(7)
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
-            depth=2,
-            embed_dim=32,
-            img_size=IMAGE_SIZE,
-            mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=2,
-            patch_size=16,
-            qkv_bias=True,
-            use_rel_pos=True,
-            global_attn_indexes=(1,),
-            window_size=2,
-            out_chans=32,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=32,
-            image_embedding_size=(4, 4),
-            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=8),
-            transformer_dim=32,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-    )
-    # Random weights everywhere (SAM zero-initialises nothing that matters here, but make sure
-    # every tensor differs from a fresh init so that loading is really checked).
-    with torch.no_grad():
-        for p in sam.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return sam.eval()
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,17 @@
 """Tiny random SAM / LM configurations for tests: real code paths, seconds on a CPU."""
 
+from functools import partial
 from pathlib import Path
 
+import torch
 from detectron2.config import CfgNode, get_cfg
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     GPT2Config,
@@ -33,8 +42,6 @@ def make_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
 def make_tiny_lm(folder: Path, arch: str = "gpt2", seed: int = 0) -> Path:
     """A random tiny causal LM with a word-level tokenizer, saved as a Hugging Face folder."""
-    import torch
-
     folder.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(folder)
     torch.manual_seed(seed)
@@ -88,4 +95,58 @@ def tiny_cfg(lm_folder: Path | str, image_size: int = 64) -> CfgNode:
     cfg.MODEL.SCA.LM.NAME_OR_PATH = str(lm_folder)
     cfg.MODEL.SCA.LM.NUM_TASK_TOKENS = 2
     cfg.MODEL.SCA.GENERATION.MAX_NEW_TOKENS = 8
+    return cfg
+
+
+def reference_sam(image_size: int = 64) -> Sam:
+    """A tiny SAM built directly from segment_anything's classes, as build_sam does; its shapes
+    are those of :func:`tiny_cfg` with ``SAM.PATCH_SIZE`` 16."""
+    torch.manual_seed(7)
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=2,
+            embed_dim=32,
+            img_size=image_size,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=2,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=(1,),
+            window_size=2,
+            out_chans=32,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=32,
+            image_embedding_size=(image_size // 16, image_size // 16),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=8),
+            transformer_dim=32,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+    )
+    # Random weights everywhere (SAM zero-initialises nothing that matters here, but make sure
+    # every tensor differs from a fresh init so that loading is really checked).
+    with torch.no_grad():
+        for p in sam.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return sam.eval()
+
+
+def tiny_sam_cfg(lm_folder: Path | str, folder: Path, iou_shift: float = 0.5) -> CfgNode:
+    """:func:`tiny_cfg` whose SAM checkpoint (written to ``folder``) holds :func:`reference_sam`'s
+    weights with the IoU head's output shifted by ``iou_shift``: its predicted IoUs are then
+    about 0-0.5, so that anything-mode thresholds keep some masks and drop others."""
+    sam = reference_sam(64)
+    with torch.no_grad():
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(iou_shift)
+    torch.save(sam.state_dict(), folder / "sam_tiny.pth")
+    cfg = tiny_cfg(lm_folder, image_size=64)
+    cfg.MODEL.SCA.SAM.CHECKPOINT = str(folder / "sam_tiny.pth")
     return cfg

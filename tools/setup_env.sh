@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv: torch, Detectron2, Java for
-# METEOR, and this project in editable mode. Idempotent: a second run with unchanged requirement
+# METEOR, Chromium for the web app's browser test, and this project in editable mode. Idempotent: a second run with unchanged requirement
 # files only checks imports and returns in seconds.
 #
 #   SCA_PYTHON   base interpreter (default: python3)
@@ -17,7 +17,8 @@ say() { printf '[setup] %s\n' "$*"; }
 
 want_stamp="$(cat setup.py requirements/*.txt tools/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]] \
-   && "$py" -c "import torch, detectron2, sca" 2>/dev/null && command -v java >/dev/null; then
+   && "$py" -c "import torch, detectron2, sca" 2>/dev/null && command -v java >/dev/null \
+   && command -v chromedriver >/dev/null; then
   say "environment in $venv is up to date"
   exit 0
 fi
@@ -77,6 +78,17 @@ elif command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
 else
   say "WARNING: no java found and cannot apt-get install it; METEOR and PTB tokenization need it."
   say "         install a Java runtime (e.g. 'sudo apt-get install default-jre-headless')."
+fi
+
+# 4b. Chromium and its WebDriver for the web app's browser test (tests/test_app_browser.py).
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  say "chromium found: $(chromium --version 2>/dev/null | head -n1)"
+elif command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+  say "installing chromium and chromium-driver (Debian) for the web app's browser test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+else
+  say "WARNING: no chromium/chromedriver and cannot apt-get install them; the web app's browser"
+  say "         test will be skipped ('sudo apt-get install chromium chromium-driver')."
 fi
 
 # 5. This project, editable, with the test tools; then the embedded default's LM file.

@@ -11,14 +11,16 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
+from .. import model_zoo
 from ..config import add_sca_config
 from ..data.inference_input import ImageLike, load_image, model_input
 from ..modeling.anything import AnythingParams, segment_and_caption_anything
 from .checkpoint import SCACheckpointer
 
 
-def resolve_config(config: CfgNode | str) -> CfgNode:
-    """A config node, a YAML file, or (where ``sca.model_zoo`` exists) a model-zoo name."""
+def resolve_config(config: CfgNode | str, trained: bool = True) -> CfgNode:
+    """A copy of a config node, a YAML file's config, or a model-zoo name's config (with its
+    trained weights when ``trained``; see :func:`sca.model_zoo.get_config`)."""
     if isinstance(config, CfgNode):
         return config.clone()
     if os.path.isfile(config):
@@ -26,19 +28,15 @@ def resolve_config(config: CfgNode | str) -> CfgNode:
         add_sca_config(cfg)
         cfg.merge_from_file(config)
         return cfg
-    try:
-        from .. import model_zoo
-    except ImportError as e:
-        raise FileNotFoundError(
-            f"config {config!r} is neither a CfgNode nor an existing YAML file"
-        ) from e
-    return model_zoo.get_config(config, trained=True)
+    return model_zoo.get_config(config, trained=trained)
 
 
 class SCAPredictor:
     """Encode an image once, then segment and caption any number of prompts on it.
 
-    Like Detectron2's ``DefaultPredictor``: the model is built from ``cfg`` in eval mode on
+    ``cfg`` is a config node, a YAML file or a model-zoo name (``SCAPredictor("sca_gpt2_large_vg")``
+    downloads and converts the release once). Like Detectron2's ``DefaultPredictor``: the model
+    is built from ``cfg`` in eval mode on
     ``MODEL.DEVICE``, ``MODEL.WEIGHTS`` is loaded, and array images are BGR (``cv2.imread``'s
     order) and converted to ``INPUT.FORMAT``. Files and PIL images may be any format Pillow reads
     (EXIF orientation applied). Prompts and outputs are in the image's own pixel frame::
@@ -50,8 +48,8 @@ class SCAPredictor:
         regions = predictor.anything()
     """
 
-    def __init__(self, cfg: CfgNode | str):
-        self.cfg = resolve_config(cfg)
+    def __init__(self, cfg: CfgNode | str, trained: bool = True):
+        self.cfg = resolve_config(cfg, trained)
         self.model = build_model(self.cfg).eval()
         if self.cfg.MODEL.WEIGHTS:
             SCACheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
@@ -68,6 +66,12 @@ class SCAPredictor:
         self.image = load_image(image, self.input_format)
         self._inputs, self._transform = model_input(self.image, self.model.image_size)
         self._embedding = self.model.image_embeddings([self._inputs])
+
+    def image_rgb(self) -> np.ndarray:
+        """The current image in RGB order (for drawing)."""
+        if self.image is None:
+            raise RuntimeError("no image: call set_image(image) first")
+        return self.image[:, :, ::-1] if self.input_format == "BGR" else self.image
 
     @torch.no_grad()
     def predict(
