@@ -341,3 +341,41 @@ def test_vg_dense_config_builds_a_pyramid_rpn_on_the_vit_h_embedding():
     boxes = proposals.proposal_boxes.tensor
     assert (boxes >= 0).all() and (boxes[:, 2] <= 1024).all() and (boxes[:, 3] <= 768).all()
     assert torch.isfinite(proposals.objectness_logits).all()
+
+
+def _tool(name: str):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    tools = str(Path(__file__).parents[1] / "tools")
+    sys.path.insert(0, tools)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(tools)
+
+
+def test_dense_baselines_keep_captions_and_move_boxes_inside_the_image():
+    tool = _tool("dense_baselines")
+    predictions = [{"image_id": 7, "boxes": [[0, 0, 10, 10]] * 3, "captions": list("abc"),
+                    "scores": [0.9, 0.5, 0.1]}]  # fmt: skip
+    ground_truth = [{"image_id": 7, "boxes": [[0, 0, 12, 20], [5, 5, 30, 40]], "captions": []}]
+    (moved,) = tool.random_boxes(predictions, ground_truth, {7: (50, 60)}, seed=1)
+    assert moved["captions"] == list("abc") and moved["scores"] == [0.9, 0.5, 0.1]
+    for x1, y1, x2, y2 in moved["boxes"]:
+        assert 0 <= x1 < x2 <= 60 and 0 <= y1 < y2 <= 50
+        assert 12 <= x2 - x1 <= 35 and 12 <= y2 - y1 <= 35  # sides in the ground truth's range
+    assert moved["boxes"] != predictions[0]["boxes"]
+    (constant,) = tool.constant_caption(predictions, "a cat")
+    assert constant["captions"] == ["a cat"] * 3 and constant["boxes"] == predictions[0]["boxes"]
+
+
+def test_mask_quality_mask_iou():
+    tool = _tool("mask_quality")
+    a = np.zeros((2, 4, 4), dtype=bool)
+    a[0, :2, :2] = True
+    a[1, :, :] = True
+    b = np.zeros((1, 4, 4), dtype=bool)
+    b[0, :2, :] = True
+    np.testing.assert_allclose(tool.mask_iou(a, b), [[0.5], [0.5]])
