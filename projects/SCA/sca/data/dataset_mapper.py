@@ -9,7 +9,7 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import detection_utils
 from detectron2.data import transforms as T
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from .captions import is_valid_unicode
 from .errors import AnnotationError
@@ -61,6 +61,32 @@ def _check_record(dataset_dict: object) -> list:
     return annotations
 
 
+def _annotation_masks(
+    annotations: list[dict],
+    transforms: T.TransformList,
+    image_size: tuple[int, int],
+    file_name: str,
+) -> BitMasks:
+    """Each annotation's ``segmentation`` (polygons or RLE), transformed with the image."""
+    transformed = []
+    for ann in annotations:
+        if "segmentation" not in ann:
+            raise AnnotationError(
+                f"{file_name}: annotation id {ann.get('id')} has no 'segmentation' (polygons or "
+                "RLE), which MODEL.SCA.MASK_LOSS.ENABLED needs"
+            )
+        transformed.append(
+            detection_utils.transform_instance_annotations(
+                {**ann, "category_id": 0}, transforms, image_size
+            )
+        )
+    if not transformed:
+        return BitMasks(torch.zeros((0, *image_size), dtype=torch.bool))
+    return detection_utils.annotations_to_instances(
+        transformed, image_size, mask_format="bitmask"
+    ).gt_masks
+
+
 def _check_captions(ann: dict, file_name: str) -> list[str]:
     captions = ann.get("captions")
     if (
@@ -82,7 +108,9 @@ class SCADatasetMapper:
     Training: the augmentations of :func:`~sca.data.transforms.build_sca_augmentations`; boxes are
     transformed, clipped, and regions left empty are dropped; at most ``num_regions_per_image``
     regions are sampled, each with one of its captions drawn at random. ``"instances"`` holds
-    ``gt_boxes``, ``gt_captions`` and, with point prompts on, ``gt_points`` / ``gt_point_labels``.
+    ``gt_boxes``, ``gt_captions``, with point prompts on ``gt_points`` / ``gt_point_labels``, and
+    with ``with_masks`` ``gt_masks`` (BitMasks from each annotation's ``segmentation``, polygons
+    or RLE, transformed with the image).
     An image without any region left returns None, which makes Detectron2's ``MapDataset`` draw
     another image.
 
@@ -100,12 +128,14 @@ class SCADatasetMapper:
         image_format: str = "RGB",
         num_regions_per_image: int = 16,
         num_points_per_region: int = 0,
+        with_masks: bool = False,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.num_regions_per_image = num_regions_per_image
         self.num_points_per_region = num_points_per_region
+        self.with_masks = with_masks
         mode = "training" if is_train else "inference"
         logger.info(f"SCADatasetMapper ({mode}) augmentations: {augmentations}")
 
@@ -117,6 +147,7 @@ class SCADatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_regions_per_image": cfg.INPUT.NUM_REGIONS_PER_IMAGE,
             "num_points_per_region": cfg.INPUT.NUM_POINTS_PER_REGION,
+            "with_masks": cfg.MODEL.SCA.MASK_LOSS.ENABLED,
         }
 
     def __call__(self, dataset_dict: dict) -> dict | None:
@@ -140,7 +171,10 @@ class SCADatasetMapper:
         )
         boxes.clip(image.shape[:2])
         if self.is_train:
-            instances = self._sample_regions(boxes, captions, image.shape[:2], file_name)
+            masks = None
+            if self.with_masks:
+                masks = _annotation_masks(annotations, transforms, image.shape[:2], file_name)
+            instances = self._sample_regions(boxes, captions, image.shape[:2], file_name, masks)
             if instances is None:
                 return None
             out["instances"] = instances
@@ -149,7 +183,12 @@ class SCADatasetMapper:
         return out
 
     def _sample_regions(
-        self, boxes: Boxes, captions: list[list[str]], image_size: tuple[int, int], file_name: str
+        self,
+        boxes: Boxes,
+        captions: list[list[str]],
+        image_size: tuple[int, int],
+        file_name: str,
+        masks: BitMasks | None = None,
     ) -> Instances | None:
         keep = np.flatnonzero(boxes.nonempty().numpy())
         if len(keep) < len(boxes):
@@ -166,6 +205,8 @@ class SCADatasetMapper:
         instances = Instances(image_size)
         instances.gt_boxes = boxes[torch.as_tensor(keep, dtype=torch.long)]
         instances.gt_captions = [captions[i][np.random.randint(len(captions[i]))] for i in keep]
+        if masks is not None:
+            instances.gt_masks = masks[torch.as_tensor(keep, dtype=torch.long)]
         if self.num_points_per_region > 0:
             rng = np.random.default_rng(np.random.randint(2**31))
             points = sample_points_in_boxes(

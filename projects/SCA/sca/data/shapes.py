@@ -1,9 +1,10 @@
 """The embedded default data set: procedurally generated scenes of coloured shapes.
 
 Each image holds a few circles, squares and triangles; each shape is a region whose caption names
-its attributes ("a large red circle"). Scenes come from fixed seeds, so the train and test splits
-are the same on every machine. Images are rendered once into ``$DETECTRON2_DATASETS/sca_shapes``
-and are then read like any other data set; nothing is downloaded.
+its attributes ("a large red circle") and whose exact mask is its ``segmentation`` (COCO RLE).
+Scenes come from fixed seeds, so the train and test splits are the same on every machine. Images
+are rendered once into ``$DETECTRON2_DATASETS/sca_shapes`` and are then read like any other data
+set; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
 
 from .paths import datasets_root
 
@@ -62,20 +65,35 @@ def _disjoint(a: list[int], b: list[int], margin: int = 3) -> bool:
     )
 
 
+def _draw(draw: ImageDraw.ImageDraw, region: dict, fill: object) -> None:
+    x1, y1, x2, y2 = region["bbox"]
+    if region["shape"] == "circle":
+        draw.ellipse([x1, y1, x2 - 1, y2 - 1], fill=fill)
+    elif region["shape"] == "square":
+        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=fill)
+    else:
+        draw.polygon([((x1 + x2) / 2, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=fill)
+
+
 def render(regions: list[dict], rng: random.Random, side: int = IMAGE_SIDE) -> Image.Image:
     shade = rng.randint(20, 60)
     image = Image.new("RGB", (side, side), (shade, shade, shade + 10))
     draw = ImageDraw.Draw(image)
     for r in regions:
-        x1, y1, x2, y2 = r["bbox"]
-        color = COLORS[r["color"]]
-        if r["shape"] == "circle":
-            draw.ellipse([x1, y1, x2 - 1, y2 - 1], fill=color)
-        elif r["shape"] == "square":
-            draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=color)
-        else:
-            draw.polygon([((x1 + x2) / 2, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)], fill=color)
+        _draw(draw, r, COLORS[r["color"]])
     return image
+
+
+def region_mask(region: dict, side: int = IMAGE_SIDE) -> np.ndarray:
+    """The exact (side, side) boolean mask of one shape: the pixels :func:`render` paints."""
+    image = Image.new("1", (side, side), 0)
+    _draw(ImageDraw.Draw(image), region, 1)
+    return np.asarray(image, dtype=bool)
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
 
 
 def load_sca_shapes(split: str, root: str | None = None) -> list[dict]:
@@ -114,6 +132,7 @@ def _dicts(folder: Path, scenes: list[list[dict]]) -> list[dict]:
                         "bbox": [float(v) for v in r["bbox"]],
                         "bbox_mode": BoxMode.XYXY_ABS,
                         "captions": [caption(r)],
+                        "segmentation": _rle(region_mask(r)),
                         "id": i * MAX_SHAPES + j,
                     }
                     for j, r in enumerate(regions)

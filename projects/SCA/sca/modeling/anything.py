@@ -59,6 +59,7 @@ class AnythingParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     caption_all_points: bool = False
+    caption_prompt: str = "point"
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> AnythingParams:
@@ -75,6 +76,7 @@ class AnythingParams:
             crop_overlap_ratio=a.CROP_OVERLAP_RATIO,
             crop_n_points_downscale_factor=a.CROP_N_POINTS_DOWNSCALE_FACTOR,
             caption_all_points=a.CAPTION_ALL_POINTS,
+            caption_prompt=a.CAPTION_PROMPT,
         )
 
 
@@ -139,7 +141,7 @@ def segment_and_caption_anything(
         )
         data.filter(keep)
     if not params.caption_all_points:
-        _caption_survivors(model, crops, data)
+        _caption_survivors(model, crops, data, params.caption_prompt)
     return _to_instances(model, crops, data, (h, w))
 
 
@@ -225,6 +227,7 @@ def _batch_regions(
         logits = logits[keep]
     # boxes in the crop's original frame (the masks are at the input resolution)
     boxes_in = batched_mask_to_box(logits > MASK_THRESHOLD).float()
+    data["boxes_in"] = boxes_in
     boxes = transform.inverse().apply_box(boxes_in.cpu().numpy())
     data["boxes"] = torch.as_tensor(boxes, dtype=torch.float32, device=boxes_in.device).reshape(
         -1, 4
@@ -234,14 +237,28 @@ def _batch_regions(
     return data
 
 
-def _caption_survivors(model: torch.nn.Module, crops: list[_Crop], data: MaskData) -> None:
-    """Caption each surviving region: once per (crop, grid point), prompted by that point."""
+def _caption_survivors(
+    model: torch.nn.Module, crops: list[_Crop], data: MaskData, caption_prompt: str = "point"
+) -> None:
+    """Caption each surviving region: once per (crop, grid point), prompted by that point, or
+    with ``caption_prompt`` "box" once per region, prompted by the box around its mask (the
+    prompts of a captioner trained on boxes)."""
+    if caption_prompt not in ("point", "box"):
+        raise ValueError(f"MODEL.SCA.ANYTHING.CAPTION_PROMPT={caption_prompt!r}: point or box")
     n = len(data["scores"])
     captions = [""] * n
     scores = torch.zeros(n)
     for c, crop in enumerate(crops):
         rows = (data["crop_index"] == c).nonzero().flatten().tolist()
         if not rows:
+            continue
+        if caption_prompt == "box":
+            boxes = data["boxes_in"][rows].to(model.device).clone()
+            boxes[:, 2:] += 1  # the mask's last pixels -> their outer edges, as box annotations
+            pred = model.roi_heads.inference(crop.embedding, [RegionPrompts(boxes=boxes)])[0]
+            for k, row in enumerate(rows):
+                captions[row] = pred.captions[k]
+                scores[row] = pred.caption_scores[k]
             continue
         unique, inverse = torch.unique(data["point_index"][rows], return_inverse=True)
         first = [rows[inverse.tolist().index(u)] for u in range(len(unique))]

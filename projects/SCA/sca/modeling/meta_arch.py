@@ -10,8 +10,12 @@ from detectron2.structures import Boxes, Instances
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
 from torch import nn
 
+from .anything import AnythingParams, segment_and_caption_anything
 from .caption_head import RegionPredictions, SCACaptionHead
+from .dense_ranking import rank_dense_regions
+from .mask_loss import SAMMaskLoss
 from .precision import inference_autocast, module_dtype, store_frozen_as
+from .proposals import SCAProposalHead
 from .sam_checkpoint import load_sam_into
 from .sam_regions import RegionPrompts
 
@@ -28,6 +32,10 @@ class SegmentCaptionAnything(nn.Module):
     At inference, prompts come from ``proposals`` (``proposal_boxes``, optional
     ``proposal_points``/``proposal_point_labels``) as with Detectron2's precomputed proposals, and
     otherwise from ``proposal_source``: "gt" (the input's ``instances.gt_boxes``) or "grid".
+    With ``proposal_source`` "rpn", ``proposal_head`` finds the regions (dense captioning); with
+    "anything", SAM's automatic mask generation (``anything`` settings) does; ``dense`` (keyword
+    arguments of :func:`rank_dense_regions`) ranks them.
+    In training, ``proposal_head`` and ``mask_loss`` add their losses when present.
     """
 
     @configurable
@@ -44,6 +52,10 @@ class SegmentCaptionAnything(nn.Module):
         points_per_side: int = 16,
         out_of_image_boxes: str = "clip",
         inference_autocast: str = "",
+        proposal_head: SCAProposalHead | None = None,
+        mask_loss: SAMMaskLoss | None = None,
+        dense: dict | None = None,
+        anything: AnythingParams | None = None,
     ):
         super().__init__()
         self.backbone = backbone.requires_grad_(train_image_encoder)
@@ -52,14 +64,30 @@ class SegmentCaptionAnything(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.image_size = image_size
-        if proposal_source not in ("gt", "grid"):
-            raise ValueError(f"MODEL.SCA.PROPOSAL_SOURCE={proposal_source!r}: expected gt or grid")
+        if proposal_source not in ("gt", "grid", "rpn", "anything"):
+            raise ValueError(
+                f"MODEL.SCA.PROPOSAL_SOURCE={proposal_source!r}: expected gt, grid, rpn or anything"
+            )
+        if proposal_source == "rpn" and proposal_head is None:
+            raise ValueError(
+                "MODEL.SCA.PROPOSAL_SOURCE='rpn' needs the proposal head: "
+                "MODEL.SCA.PROPOSALS.ENABLED True"
+            )
+        if proposal_source == "gt":
+            logger.info(
+                "No proposal source (MODEL.SCA.PROPOSAL_SOURCE='gt'): regions are prompted with "
+                "the given boxes (each input's proposals, else its ground-truth boxes)"
+            )
         if out_of_image_boxes not in ("clip", "error"):
             raise ValueError(f"MODEL.SCA.OUT_OF_IMAGE_BOXES={out_of_image_boxes!r}: clip or error")
         self.proposal_source = proposal_source
         self.points_per_side = points_per_side
         self.out_of_image_boxes = out_of_image_boxes
         self.inference_autocast = inference_autocast
+        self.proposal_head = proposal_head
+        self.mask_loss = mask_loss
+        self.dense = dense or {}
+        self.anything = anything or AnythingParams()
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -71,6 +99,19 @@ class SegmentCaptionAnything(nn.Module):
             sca.SAM.TRAIN_IMAGE_ENCODER,
         )
         roi_heads = build_roi_heads(cfg, backbone.output_shape())
+        proposal_head = mask_loss = None
+        if sca.PROPOSALS.ENABLED:
+            proposal_head = SCAProposalHead(cfg, backbone.output_shape()["sam"])
+        if sca.MASK_LOSS.ENABLED:
+            if not (sca.SAM.TRAIN_PROMPT_ENCODER or sca.SAM.TRAIN_MASK_DECODER):
+                raise ValueError(
+                    "MODEL.SCA.MASK_LOSS.ENABLED trains SAM's prompt encoder / mask decoder: set "
+                    "MODEL.SCA.SAM.TRAIN_MASK_DECODER (and/or TRAIN_PROMPT_ENCODER) too"
+                )
+            m = sca.MASK_LOSS
+            mask_loss = SAMMaskLoss(
+                cfg.INPUT.IMAGE_SIZE, m.FOCAL_WEIGHT, m.DICE_WEIGHT, m.IOU_WEIGHT, m.POINT_PROMPTS
+            )
         if sca.SAM.CHECKPOINT:
             load_sam_into(
                 sca.SAM.CHECKPOINT,
@@ -89,6 +130,15 @@ class SegmentCaptionAnything(nn.Module):
             "points_per_side": sca.POINTS_PER_SIDE,
             "out_of_image_boxes": sca.OUT_OF_IMAGE_BOXES,
             "inference_autocast": sca.INFERENCE_AUTOCAST,
+            "proposal_head": proposal_head,
+            "mask_loss": mask_loss,
+            "dense": {
+                "caption_weight": sca.DENSE.CAPTION_SCORE_WEIGHT,
+                "nms_thresh": sca.DENSE.NMS_THRESH,
+                "max_detections": sca.DENSE.MAX_DETECTIONS,
+                "boxes_from_masks": sca.DENSE.BOXES_FROM_MASKS,
+            },
+            "anything": AnythingParams.from_config(cfg),
         }
 
     @property
@@ -128,14 +178,30 @@ class SegmentCaptionAnything(nn.Module):
         if not self.training:
             return self.inference(batched_inputs)
         embeddings = self.image_embeddings(batched_inputs)
-        prompts, captions = [], []
+        prompts, captions, gt_instances = [], [], []
         for x in batched_inputs:
             if "instances" not in x:
                 raise KeyError("training inputs need 'instances' with gt_boxes and gt_captions")
             inst = x["instances"].to(self.device)
+            gt_instances.append(inst)
             prompts.append(self._prompts_from_fields(inst, "gt_boxes", "gt_points", x))
             captions.append(list(inst.gt_captions) if len(inst) else [])
-        return self.roi_heads(embeddings, prompts, captions)
+        losses = self.roi_heads(embeddings, prompts, captions)
+        if self.proposal_head is not None:
+            sizes = _input_sizes(batched_inputs)
+            losses.update(self.proposal_head(embeddings, sizes, gt_instances)[1])
+        if self.mask_loss is not None:
+            masks = [_gt_masks(inst, x) for inst, x in zip(gt_instances, batched_inputs)]
+            losses.update(
+                self.mask_loss(
+                    self.roi_heads.prompt_encoder,
+                    self.roi_heads.mask_decoder,
+                    embeddings,
+                    prompts,
+                    masks,
+                )
+            )
+        return losses
 
     def inference(
         self,
@@ -150,14 +216,47 @@ class SegmentCaptionAnything(nn.Module):
             embeddings = image_embeddings
             if embeddings is None:
                 embeddings = self.image_embeddings(batched_inputs)
-            prompts = [self._inference_prompts(x) for x in batched_inputs]
+            if self.proposal_source == "anything":
+                return [
+                    {"instances": self._anything(x, embeddings[i : i + 1])}
+                    for i, x in enumerate(batched_inputs)
+                ]
+            found = None
+            if self.proposal_source == "rpn":
+                found, _ = self.proposal_head(embeddings, _input_sizes(batched_inputs))
+                prompts = [
+                    self._prompts_from_fields(f, "proposal_boxes", "proposal_points", x)
+                    for f, x in zip(found, batched_inputs)
+                ]
+            else:
+                prompts = [self._inference_prompts(x) for x in batched_inputs]
             predictions = self.roi_heads.inference(embeddings, prompts)
         results = []
-        for x, p, pred in zip(batched_inputs, prompts, predictions):
+        for i, (x, p, pred) in enumerate(zip(batched_inputs, prompts, predictions)):
             input_hw = tuple(x["image"].shape[-2:])
             output_hw = (x.get("height", input_hw[0]), x.get("width", input_hw[1]))
-            results.append({"instances": self._to_instances(p, pred, input_hw, output_hw)})
+            instances = self._to_instances(p, pred, input_hw, output_hw)
+            if found is not None:
+                objectness = found[i].objectness_logits.sigmoid()
+                instances = rank_dense_regions(instances, objectness, **self.dense)
+            results.append({"instances": instances})
         return results
+
+    def _anything(self, x: dict, embedding: torch.Tensor) -> Instances:
+        """Anything mode's regions of one input, ranked as dense captions, in the output frame."""
+        image = x["image"].permute(1, 2, 0).cpu().numpy()  # already resized: encoded as it is
+        found = segment_and_caption_anything(self, image, self.anything, image_embedding=embedding)
+        input_hw = image.shape[:2]
+        output_hw = (x.get("height", input_hw[0]), x.get("width", input_hw[1]))
+        out = Instances(output_hw)
+        scale = torch.tensor([output_hw[1] / input_hw[1], output_hw[0] / input_hw[0]] * 2)
+        out.pred_boxes = Boxes(found.pred_boxes.tensor * scale.to(self.device))
+        masks = found.pred_masks[:, None].float()
+        out.pred_masks = F.interpolate(masks, output_hw, mode="nearest")[:, 0] > 0.5
+        out.pred_captions = found.pred_captions
+        out.caption_scores = found.caption_scores
+        out.iou_predictions = found.scores
+        return rank_dense_regions(out, found.scores, **self.dense)
 
     # ---- prompts ----
 
@@ -260,3 +359,16 @@ class SegmentCaptionAnything(nn.Module):
         masks = F.interpolate(logits, size, mode="bilinear", align_corners=False)
         masks = masks[..., : input_hw[0], : input_hw[1]]
         return F.interpolate(masks, output_hw, mode="bilinear", align_corners=False)
+
+
+def _input_sizes(batched_inputs: list[dict]) -> list[tuple[int, int]]:
+    return [tuple(x["image"].shape[-2:]) for x in batched_inputs]
+
+
+def _gt_masks(inst: Instances, x: dict) -> torch.Tensor:
+    if not inst.has("gt_masks"):
+        raise KeyError(
+            f"{x.get('file_name', x.get('image_id', '?'))}: MODEL.SCA.MASK_LOSS.ENABLED needs "
+            "'gt_masks' in the training instances (annotations with 'segmentation')"
+        )
+    return inst.gt_masks.tensor
