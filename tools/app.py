@@ -26,7 +26,6 @@ except ImportError as e:
     sys.exit(f"error: {e}")
 
 import gradio as gr  # noqa: E402
-from detectron2.config import CfgNode  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -263,17 +262,10 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = resolve_config(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
-
-
 def main(args: argparse.Namespace) -> None:
     setup_logger(name="sca")
     Image.MAX_IMAGE_PIXELS = args.max_pixels
-    predictor = SCAPredictor(setup_cfg(args))
+    predictor = SCAPredictor(resolve_config(args.config_file, opts=args.opts))
     page = build_app(predictor, args.max_pixels)
     page.queue(default_concurrency_limit=1).launch(
         server_name=args.host,

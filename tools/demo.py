@@ -30,7 +30,6 @@ except ImportError as e:
 
 import numpy as np  # noqa: E402
 import pycocotools.mask as mask_util  # noqa: E402
-from detectron2.config import CfgNode  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -64,13 +63,6 @@ def get_parser() -> argparse.ArgumentParser:
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ..."
     )
     return parser
-
-
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = resolve_config(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -177,7 +169,7 @@ def main(args: argparse.Namespace) -> int:
     for per_image in points.values() if isinstance(points, dict) else [points or []]:
         split_points(per_image)  # malformed point prompts fail before the model is built
     files = expand_inputs(args.input)
-    cfg = setup_cfg(args)
+    cfg = resolve_config(args.config_file, opts=args.opts)
     predictor = SCAPredictor(cfg)
     os.makedirs(args.output, exist_ok=True)
     skipped = []

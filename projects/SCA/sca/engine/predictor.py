@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,17 +19,22 @@ from ..modeling.anything import AnythingParams, segment_and_caption_anything
 from .checkpoint import SCACheckpointer
 
 
-def resolve_config(config: CfgNode | str, trained: bool = True) -> CfgNode:
+def resolve_config(
+    config: CfgNode | str, trained: bool = True, opts: Sequence[str] = ()
+) -> CfgNode:
     """A copy of a config node, a YAML file's config, or a model-zoo name's config (with its
-    trained weights when ``trained``; see :func:`sca.model_zoo.get_config`)."""
+    trained weights when ``trained``; see :func:`sca.model_zoo.get_config`), with ``KEY VALUE``
+    overrides ``opts`` merged in."""
     if isinstance(config, CfgNode):
-        return config.clone()
-    if os.path.isfile(config):
+        cfg = config.clone()
+    elif os.path.isfile(config):
         cfg = get_cfg()
         add_sca_config(cfg)
         cfg.merge_from_file(config)
-        return cfg
-    return model_zoo.get_config(config, trained=trained)
+    else:
+        cfg = model_zoo.get_config(config, trained=trained)
+    cfg.merge_from_list(list(opts))
+    return cfg
 
 
 class SCAPredictor:
