@@ -162,8 +162,17 @@ def test_hung_real_meteor_is_killed():
 
 def test_keyboard_interrupt_kills_meteor(tmp_path):
     scorer = fake_meteor(tmp_path, "hangs")
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = threading.Event()
+
+    def interrupt_once_scoring() -> None:
+        # Ctrl-C only once score() is waiting: the signal may reach any thread of the process
+        started.wait(60)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_scoring, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
+        started.set()
         scorer.score(PAIRS)
     assert not scorer.alive
     scorer.close()

@@ -24,6 +24,7 @@ import queue
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import pycocoevalcap.meteor.meteor as _pycocoevalcap_meteor
@@ -140,12 +141,19 @@ class MeteorScorer:
         self._proc.wait()
 
     def _next_answer(self) -> str:
-        try:
-            answer = self._answers.get(timeout=self.answer_timeout)
-        except queue.Empty:
-            raise MeteorError(
-                f"METEOR gave no answer within {self.answer_timeout:g} s (hung); it was killed"
-            ) from None
+        # Wait in short slices: a signal (Ctrl-C) that the kernel hands to another thread is
+        # only acted on when the main thread runs Python code again.
+        deadline = time.monotonic() + self.answer_timeout
+        while True:
+            try:
+                answer = self._answers.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+                break
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise MeteorError(
+                        f"METEOR gave no answer within {self.answer_timeout:g} s (hung); it was "
+                        "killed"
+                    ) from None
         if answer is None:
             self._proc.wait()
             raise MeteorError(
