@@ -170,10 +170,16 @@ def test_keyboard_interrupt_kills_meteor(tmp_path):
         time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_scoring, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        started.set()
-        scorer.score(PAIRS)
+    # a runner started in the background (`cmd &`) inherits SIGINT ignored: restore Python's
+    # own handler, which raises KeyboardInterrupt, for this test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_once_scoring, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            started.set()
+            scorer.score(PAIRS)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not scorer.alive
     scorer.close()
 
