@@ -379,3 +379,42 @@ def test_mask_quality_mask_iou():
     b = np.zeros((1, 4, 4), dtype=bool)
     b[0, :2, :] = True
     np.testing.assert_allclose(tool.mask_iou(a, b), [[0.5], [0.5]])
+
+
+def test_caption_loss_waits_for_its_start_iteration(tiny_gpt2, monkeypatch):
+    """Before LOSS.CAPTION_START_ITER only SAM's mask loss trains (the LM does not run); the
+    caption loss joins at that iteration."""
+    model = _build(tiny_gpt2, **MASKS, **{"MODEL.SCA.LOSS.CAPTION_START_ITER": 3}).train()
+    lm_calls = []
+    lm = model.roi_heads.captioner.lm
+    original = lm.forward
+    monkeypatch.setattr(lm, "forward", lambda *a, **k: lm_calls.append(1) or original(*a, **k))
+    batch = [_train_input([[1, 2, 30, 40]], ["a red circle"], with_masks=True)]
+    with EventStorage(2):
+        early = model(batch)
+        sum(early.values()).backward()
+    assert early["loss_caption"].item() == 0.0 and early["loss_mask"].item() > 0 and not lm_calls
+    # the zero still reaches every trainable caption-head parameter (one graph under DDP)
+    assert all(p.grad is not None for p in model.roi_heads.mixer.parameters())
+    with EventStorage(3):
+        late = model(batch)
+    assert late["loss_caption"].item() > 0 and lm_calls
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_proposal_losses_reach_a_trained_encoder_unless_detached(tiny_gpt2, detach):
+    overrides = {
+        **RPN,
+        "MODEL.SCA.SAM.TRAIN_IMAGE_ENCODER": True,
+        "MODEL.SCA.PROPOSALS.DETACH_EMBEDDING": detach,
+    }
+    model = _build(tiny_gpt2, **overrides).train()
+    with EventStorage():
+        losses = model([_train_input([[1, 2, 30, 40]], ["a red circle"])])
+    (losses["loss_rpn_cls"] + losses["loss_rpn_loc"]).backward()
+    encoder_grad = sum(
+        p.grad.abs().sum() for p in model.backbone.parameters() if p.grad is not None
+    )
+    head_grad = sum(p.grad.abs().sum() for p in model.proposal_head.parameters())
+    assert head_grad > 0
+    assert (encoder_grad == 0) if detach else (encoder_grad > 0)

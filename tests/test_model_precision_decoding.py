@@ -187,3 +187,9 @@ def test_caption_scores_are_teacher_forced_mean_log_probs(tiny_gpt2, settings):
     token = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
     expected = (token * valid).sum(1) / valid.sum(1)
     torch.testing.assert_close(inst.caption_scores, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_lm_attention_implementation_comes_from_the_config(tiny_gpt2, attention):
+    model = _build(tiny_gpt2, **{"MODEL.SCA.LM.ATTN_IMPLEMENTATION": attention})
+    assert model.roi_heads.captioner.lm.config._attn_implementation == attention

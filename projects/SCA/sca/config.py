@@ -105,6 +105,9 @@ def add_sca_config(cfg: CN) -> None:
     # Channels and norm of the pyramid levels (ViTDet: 256, "LN").
     props.PYRAMID_CHANNELS = 256
     props.PYRAMID_NORM = "LN"
+    # Where the image encoder is trained: keep the proposal losses out of it (the head reads a
+    # detached embedding), so that its features are shaped by the mask and caption losses alone.
+    props.DETACH_EMBEDDING = False
 
     dense = sca.DENSE = CN()
     # Final score of a found region = proposal score (RPN objectness probability) x
@@ -138,6 +141,9 @@ def add_sca_config(cfg: CN) -> None:
     lm.TOKENIZER = ""
     # dtype of the frozen LM: "float32", "float16" or "bfloat16".
     lm.DTYPE = "float32"
+    # transformers' attention implementation ("eager", "sdpa", ...); empty: transformers' choice.
+    # On CPU, a bfloat16 LM trains faster with "eager" (SDPA's bf16 CPU backward is slow).
+    lm.ATTN_IMPLEMENTATION = ""
     # Train the LM's weights too (frozen in the paper).
     lm.TRAINABLE = False
     # Learned task tokens placed before the caption queries, in LM embedding space (paper: 6).
@@ -155,6 +161,9 @@ def add_sca_config(cfg: CN) -> None:
     loss.LABEL_SMOOTHING = 0.1
     # Caption tokens kept in training before the appended end token (paper: 18).
     loss.MAX_CAPTION_TOKENS = 18
+    # Iterations at the start of training without the caption loss, in which the mixer and the LM
+    # do not run: the other losses (SAM's mask loss, the proposal head) learn first, cheaply.
+    loss.CAPTION_START_ITER = 0
 
     # Decoding, handed to transformers' generate as one GenerationConfig.
     gen = sca.GENERATION = CN()

@@ -7,6 +7,7 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY
+from detectron2.utils.events import get_event_storage
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 from torchvision.ops import roi_align
@@ -47,6 +48,7 @@ class SCACaptionHead(nn.Module):
         max_caption_tokens: int = 18,
         chunk_size: int = 8,
         box_pooled_queries: bool = False,
+        caption_start_iter: int = 0,
     ):
         super().__init__()
         self.prompt_encoder = prompt_encoder.requires_grad_(train_prompt_encoder)
@@ -59,6 +61,7 @@ class SCACaptionHead(nn.Module):
         self.generation_config = generation_config
         self.chunk_size = chunk_size
         self.box_pooled_queries = box_pooled_queries
+        self.caption_start_iter = caption_start_iter
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
@@ -69,6 +72,7 @@ class SCACaptionHead(nn.Module):
             sca.LM.TOKENIZER,
             sca.LM.DTYPE,
             load_weights=sca.LM.LOAD_WEIGHTS,
+            attn_implementation=sca.LM.ATTN_IMPLEMENTATION,
         )
         dim = sca.SAM.PROMPT_EMBED_DIM
         key = "MODEL.SCA.SAM.DECODER_DTYPE"
@@ -110,6 +114,7 @@ class SCACaptionHead(nn.Module):
             ),
             "chunk_size": sca.GENERATION.CHUNK_SIZE,
             "box_pooled_queries": sca.MIXER.BOX_POOLED_QUERIES,
+            "caption_start_iter": sca.LOSS.CAPTION_START_ITER,
         }
 
     def _regions(
@@ -151,6 +156,11 @@ class SCACaptionHead(nn.Module):
         )
         return pooled.mean(dim=(2, 3)).to(image_embedding.dtype)
 
+    def _zero_loss(self) -> torch.Tensor:
+        """A zero loss that still touches every trainable parameter, so that distributed training
+        sees the same graph on every process."""
+        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+
     def sam_trainable_now(self) -> bool:
         return self.training and self.sam_trainable
 
@@ -160,16 +170,16 @@ class SCACaptionHead(nn.Module):
         prompts: list[RegionPrompts],
         captions: list[list[str]],
     ) -> dict[str, torch.Tensor]:
-        """Training: caption cross-entropy over all regions of the batch."""
+        """Training: caption cross-entropy over all regions of the batch (zero before
+        ``caption_start_iter``)."""
+        if self.caption_start_iter and get_event_storage().iter < self.caption_start_iter:
+            return {"loss_caption": self._zero_loss()}
         queries = [
             self._regions(emb[None], p)[1] for emb, p in zip(image_embeddings, prompts) if len(p)
         ]
         flat_captions = [c for per_image in captions for c in per_image]
         if not queries:
-            # No region in the batch: a zero loss that still touches every trainable parameter,
-            # so that distributed training sees the same graph on every process.
-            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-            return {"loss_caption": zero}
+            return {"loss_caption": self._zero_loss()}
         prefix = self.captioner.prefix(torch.cat(queries))
         targets = self.captioner.encode_captions(flat_captions, self.max_caption_tokens)
         loss = self.captioner.loss(prefix, targets.to(prefix.device), self.label_smoothing)

@@ -78,7 +78,7 @@ class PrefixCaptioner(nn.Module):
     def target_logits(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits that predict each target token (N, L, V); ``targets`` is -1 where padded.
 
-        The LM computes its output layer only at the L positions that have labels."""
+        The LM computes its output layer only at the last L positions, where the labels are."""
         valid = targets >= 0
         inputs = targets.clamp(min=0)[:, :-1].to(prefix.device)
         embeds = torch.cat([prefix, self.lm.get_input_embeddings()(inputs)], dim=1)
@@ -89,7 +89,12 @@ class PrefixCaptioner(nn.Module):
             ],
             dim=1,
         )
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=targets.shape[1])
+        # positions as an index tensor, not a count: the LM then gathers a contiguous slice and its
+        # output layer is one matrix product (a trailing slice is strided, and torch's matmul
+        # broadcasts the (V, d) weight to every region for it)
+        seq_len = embeds.shape[1]
+        keep = torch.arange(seq_len - targets.shape[1], seq_len, device=prefix.device)
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
         return out.logits.float()
 
     def loss(

@@ -62,6 +62,7 @@ def load_causal_lm(
     tokenizer_name: str = "",
     dtype: str = "float32",
     load_weights: bool = True,
+    attn_implementation: str = "",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load any ``AutoModelForCausalLM`` and its tokenizer; the pad token defaults to EOS.
 
@@ -73,14 +74,15 @@ def load_causal_lm(
     if looks_local and not Path(source).expanduser().is_dir():
         raise _missing_lm_error(source, gguf_file, FileNotFoundError(f"no folder {source}"))
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         if load_weights:
             model = AutoModelForCausalLM.from_pretrained(
-                source, dtype=torch_dtype, local_files_only=looks_local, **kwargs
+                source, dtype=torch_dtype, local_files_only=looks_local, **kwargs, **attention
             )
         else:
             config = AutoConfig.from_pretrained(source, local_files_only=looks_local, **kwargs)
-            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, **attention)
         tokenizer = AutoTokenizer.from_pretrained(
             tokenizer_name or source,
             local_files_only=looks_local,
@@ -94,12 +96,13 @@ def load_causal_lm(
         tokenizer.pad_token = tokenizer.eos_token
     _check_tied_output_layer(model, source)
     logger.info(
-        "Loaded LM %s%s: %s, %.1fM parameters, dtype %s",
+        "Loaded LM %s%s: %s, %.1fM parameters, dtype %s, %s attention",
         source,
         f" ({gguf_file})" if gguf_file else "",
         type(model).__name__,
         sum(p.numel() for p in model.parameters()) / 1e6,
         dtype,
+        model.config._attn_implementation,
     )
     return model, tokenizer
 

@@ -62,6 +62,7 @@ class SCAProposalHead(nn.Module):
                 f"{list(prop.PYRAMID_SCALES)})"
             )
         self.generator = build_proposal_generator(cfg, shapes)
+        self.detach_embedding = prop.DETACH_EMBEDDING
 
     def forward(
         self,
@@ -71,6 +72,8 @@ class SCAProposalHead(nn.Module):
     ) -> tuple[list[Instances], dict[str, torch.Tensor]]:
         """Proposals in the input frame of each image (its unpadded size ``image_sizes[i]``) and,
         in training, the generator's losses against ``gt_instances[i].gt_boxes``."""
+        if self.detach_embedding:
+            embeddings = embeddings.detach()
         if self.pyramid is not None:
             features = self.pyramid(embeddings)
         else:
