@@ -4,10 +4,16 @@ import copy
 
 import pytest
 import torch
-from segment_anything.modeling import TwoWayTransformer
+from segment_anything.modeling import ImageEncoderViT, TwoWayTransformer
+from segment_anything.modeling.image_encoder import get_rel_pos
 from test_model_captioning import _build, _random_boxes, _test_input, _train_input
 
-from sca.modeling.fast_attention import use_activation_checkpointing, use_sdpa_attention
+from sca.modeling.fast_attention import (
+    relative_positions,
+    use_activation_checkpointing,
+    use_reference_attention,
+    use_sdpa_attention,
+)
 from sca.modeling.text_mixer import TextFeatureMixer
 
 BF16 = torch.bfloat16
@@ -95,7 +101,7 @@ def test_sdpa_attention_equals_segment_anything_attention():
     torch.manual_seed(0)
     eager = TwoWayTransformer(depth=3, embedding_dim=32, num_heads=4, mlp_dim=64)
     fused = copy.deepcopy(eager)
-    assert use_sdpa_attention(fused) == 3 * 3 + 1
+    assert use_sdpa_attention(fused) == 3 * 3 + 1 + 3 + 1  # attention, blocks, transformer
     assert fused.state_dict().keys() == eager.state_dict().keys()
     inputs = _two_way_inputs()
     q1, k1 = eager(*inputs)
@@ -105,6 +111,44 @@ def test_sdpa_attention_equals_segment_anything_attention():
     torch.testing.assert_close(q2, q1, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k2, k1, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grad_fused, grad_eager, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0, 3], ids=["global", "windowed"])
+def test_sdpa_encoder_attention_equals_segment_anything(window):
+    torch.manual_seed(0)
+    eager = ImageEncoderViT(
+        img_size=64,
+        patch_size=8,
+        embed_dim=32,
+        depth=1,
+        num_heads=4,
+        out_chans=16,
+        use_rel_pos=True,
+        window_size=window,
+    )
+    for block in eager.blocks:  # segment_anything starts them at zero
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    fused = copy.deepcopy(eager)
+    assert use_sdpa_attention(fused) == 1
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    out_eager = eager(x)
+    grad_eager = torch.autograd.grad(out_eager.square().sum(), [x, *eager.parameters()])
+    out_fused = fused(x)
+    grad_fused = torch.autograd.grad(out_fused.square().sum(), [x, *fused.parameters()])
+    torch.testing.assert_close(out_fused, out_eager, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grad_fused, grad_eager):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert use_reference_attention(fused) == 1
+    torch.testing.assert_close(fused(x), out_eager, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("table", [27, 11], ids=["own-size", "interpolated"])
+def test_relative_positions_equal_segment_anything(table):
+    rel_pos = torch.randn(table, 8)
+    torch.testing.assert_close(
+        relative_positions(14, rel_pos), get_rel_pos(14, 14, rel_pos), atol=0, rtol=0
+    )
 
 
 def test_activation_checkpointing_keeps_outputs_and_gradients():
@@ -150,7 +194,7 @@ def test_generation_settings_from_the_config_reach_generate(tiny_gpt2):
     model = _build(tiny_gpt2, **settings).eval()
     calls = _spy_generate(model)
     _captions_of(model, n=4)
-    (kwargs, out), = calls
+    ((kwargs, out),) = calls
     config = kwargs["generation_config"]
     assert (config.max_new_tokens, config.min_new_tokens, config.num_beams) == (6, 6, 3)
     assert (config.length_penalty, config.repetition_penalty) == (0.5, 1.3)
@@ -175,7 +219,7 @@ def test_caption_scores_are_teacher_forced_mean_log_probs(tiny_gpt2, settings):
     captioner = model.roi_heads.captioner
     calls = _spy_generate(model)
     inst = _captions_of(model, n=6, seed=9)
-    (kwargs, out), = calls
+    ((kwargs, out),) = calls
     eos = captioner.eos_token_id
     targets = torch.full_like(out.sequences, -1)
     for i, row in enumerate(out.sequences.tolist()):
@@ -193,3 +237,30 @@ def test_caption_scores_are_teacher_forced_mean_log_probs(tiny_gpt2, settings):
 def test_lm_attention_implementation_comes_from_the_config(tiny_gpt2, attention):
     model = _build(tiny_gpt2, **{"MODEL.SCA.LM.ATTN_IMPLEMENTATION": attention})
     assert model.roi_heads.captioner.lm.config._attn_implementation == attention
+
+
+def test_region_chunks_change_only_how_regions_are_batched(tiny_gpt2):
+    """REGION_CHUNK_TOKENS sets how many prompts share a pass through SAM's decoder and the
+    mixer (0: one pass for all, which in training spans the images of the batch). Losses,
+    gradients, masks and captions are the same for any value."""
+    batch = [
+        _train_input(_random_boxes(3, 1), ["a red circle", "blue", "a small green square"], 0),
+        _train_input(_random_boxes(2, 2), ["two", "a yellow triangle"], seed=1),
+    ]
+    results = []
+    h, w = _build(tiny_gpt2).roi_heads.prompt_encoder.image_embedding_size
+    tokens = h * w  # one prompt's image tokens
+    for chunk, per_pass in ((0, 0), (tokens, 1), (2 * tokens + 1, 2)):
+        model = _build(tiny_gpt2, **{"MODEL.SCA.REGION_CHUNK_TOKENS.CPU": chunk}).train()
+        assert model.roi_heads.region_chunk_size(torch.device("cpu")) == per_pass
+        loss = model(batch)["loss_caption"]
+        loss.backward()
+        grads = [p.grad for p in model.roi_heads.mixer.parameters()]
+        inst = _captions_of(model.eval(), n=5)
+        results.append((loss.detach(), grads, inst.pred_masks, inst.pred_captions))
+    ref_loss, ref_grads, ref_masks, ref_captions = results[0]
+    for loss, grads, masks, captions in results[1:]:
+        torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-6)
+        for a, b in zip(grads, ref_grads):  # summed in another order
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert torch.equal(masks, ref_masks) and captions == ref_captions

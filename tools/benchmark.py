@@ -30,6 +30,7 @@ import statistics
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -41,7 +42,6 @@ from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-from segment_anything.modeling.transformer import Attention
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     GPT2Config,
@@ -52,8 +52,9 @@ from transformers import (
 )
 
 import sca
+from sca.engine.cpu_allocator import keep_freed_memory
 from sca.engine.optim import build_sca_optimizer
-from sca.modeling.fast_attention import SDPAAttention, specialise
+from sca.modeling.fast_attention import use_reference_attention, use_sdpa_attention
 from sca.modeling.precision import inference_autocast
 
 # Random LMs by shape: transformers config class and arguments.
@@ -242,6 +243,39 @@ def profile(fn, device: torch.device, title: str, rows: int = 25) -> None:
     print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=50))
 
 
+def sync_points(fn, device: torch.device) -> dict[str, int]:
+    """Where one call of ``fn`` makes the CPU wait for the GPU (torch's sync debug mode): the
+    innermost frame outside torch of each wait, with how often it waited there. A wait while
+    work is queued leaves the GPU idle until the CPU has queued the next kernels."""
+    if device.type != "cuda":
+        return {}
+    import collections
+    import traceback
+    import warnings
+
+    found: collections.Counter = collections.Counter()
+
+    def record(*_args, **_kwargs) -> None:
+        frames = [
+            f
+            for f in traceback.extract_stack()[:-1]
+            if "/torch/" not in f.filename and "warnings" not in f.filename
+        ]
+        f = frames[-1]
+        found[f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.line}"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+            synchronize(device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return dict(found.most_common())
+
+
 def image_input(cfg: CfgNode, device: torch.device, seed: int = 0) -> dict:
     size = cfg.INPUT.IMAGE_SIZE
     h, w = (size * IMAGE_HW[0] // IMAGE_HW[1], size)
@@ -284,10 +318,7 @@ def training_batch(cfg: CfgNode, args, device: torch.device) -> list[dict]:
 
 
 def set_sdpa(model: torch.nn.Module, on: bool) -> None:
-    if on:
-        specialise(model, Attention, SDPAAttention)
-    else:
-        specialise(model, SDPAAttention, Attention)
+    (use_sdpa_attention if on else use_reference_attention)(model)
 
 
 def store_frozen_parts(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -340,8 +371,11 @@ def bench_inference(model, cfg, args, device, variant_name: str) -> dict:
                     r["tokens_per_s"] = round(n * args.tokens / (r["ms"] / 1000), 1)
                     if beams == 1:
                         r["captions"] = list(inst.pred_captions)
+                        run = partial(model, inputs)
                         if args.profile and n == max(args.regions):
-                            profile(lambda inputs=inputs: model(inputs), device, variant_name)
+                            profile(run, device, variant_name)
+                        if args.sync_debug and n == max(args.regions):
+                            r["sync_points"] = sync_points(run, device)
                     rows[f"{n}_regions_{'greedy' if beams == 1 else f'beam{beams}'}"] = r
                 gen.num_beams = 1
             lo, hi = min(args.regions), max(args.regions)
@@ -442,6 +476,8 @@ def bench_training(cfg, args, device, name: str) -> dict:
         r = timed(trainer.run_step, device, args.repeats, args.warmup)
         if args.profile:
             profile(trainer.run_step, device, f"training {name}")
+        if args.sync_debug:
+            r["sync_points"] = sync_points(trainer.run_step, device)
     r.pop("_result")
     r["regions_per_step"] = args.train_images * args.train_regions
     return r
@@ -549,6 +585,11 @@ def main() -> None:
     )
     parser.add_argument("--json", default="", help="write the report here")
     parser.add_argument("--profile", action="store_true", help="print an operator profile")
+    parser.add_argument(
+        "--sync-debug",
+        action="store_true",
+        help="CUDA: report where a training step and the largest inference wait for the GPU",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, one repeat: seconds")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
     args = parser.parse_args()
@@ -561,6 +602,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     cfg = build_cfg(args)
+    keep_freed_memory(cfg)
     device = torch.device(args.device)
     report: dict = {"environment": environment(device), "settings": vars(args).copy()}
     report["inference"] = {}

@@ -1,4 +1,5 @@
-"""AdamW over the trainable parameters only, with whole-model gradient-norm clipping."""
+"""AdamW over the trainable parameters only (fused on CUDA), with whole-model gradient-norm
+clipping."""
 
 import torch
 from detectron2.config import CfgNode
@@ -12,6 +13,12 @@ def _with_full_model_clipping(optimizer_cls: type, max_norm: float) -> type:
     parameters (as the paper's recipe does), not each tensor separately."""
 
     class FullModelClipped(optimizer_cls):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # a fused optimizer would take the AMP gradient scale into its own kernel; the norm
+            # must be clipped on unscaled gradients, so the GradScaler unscales them first
+            self._step_supports_amp_scaling = False
+
         def step(self, closure=None):
             params = [p for group in self.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -34,7 +41,9 @@ def build_sca_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer
         raise ValueError("the model has no trainable parameter: check MODEL.SCA.*.TRAIN* keys")
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "ADAMW":
-        cls, kwargs = torch.optim.AdamW, {"betas": tuple(cfg.SOLVER.BETAS)}
+        # fused: one kernel for all tensors instead of a launch per operation and tensor group
+        fused = all(p.is_cuda for group in params for p in group["params"])
+        cls, kwargs = torch.optim.AdamW, {"betas": tuple(cfg.SOLVER.BETAS), "fused": fused}
     elif name == "SGD":
         cls, kwargs = torch.optim.SGD, {"momentum": cfg.SOLVER.MOMENTUM, "nesterov": True}
     else:

@@ -78,23 +78,17 @@ class PrefixCaptioner(nn.Module):
     def target_logits(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits that predict each target token (N, L, V); ``targets`` is -1 where padded.
 
-        The LM computes its output layer only at the last L positions, where the labels are."""
-        valid = targets >= 0
+        The LM computes its output layer only at the last L positions, where the labels are.
+        No attention mask: the padding is on the right, so under causal attention no valid
+        position sees it (and transformers' mask handling would wait for the GPU)."""
         inputs = targets.clamp(min=0)[:, :-1].to(prefix.device)
         embeds = torch.cat([prefix, self.lm.get_input_embeddings()(inputs)], dim=1)
-        mask = torch.cat(
-            [
-                torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
-                valid[:, :-1].long().to(prefix.device),
-            ],
-            dim=1,
-        )
         # positions as an index tensor, not a count: the LM then gathers a contiguous slice and its
         # output layer is one matrix product (a trailing slice is strided, and torch's matmul
         # broadcasts the (V, d) weight to every region for it)
         seq_len = embeds.shape[1]
         keep = torch.arange(seq_len - targets.shape[1], seq_len, device=prefix.device)
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
+        out = self.lm(inputs_embeds=embeds, logits_to_keep=keep)
         return out.logits.float()
 
     def loss(

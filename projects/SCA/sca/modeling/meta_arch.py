@@ -177,15 +177,17 @@ class SegmentCaptionAnything(nn.Module):
     def forward(self, batched_inputs: list[dict]):
         if not self.training:
             return self.inference(batched_inputs)
-        embeddings = self.image_embeddings(batched_inputs)
+        # prompts are checked where the loader left them, before any GPU work is queued: the
+        # checks then never wait for the encoder
         prompts, captions, gt_instances = [], [], []
         for x in batched_inputs:
             if "instances" not in x:
                 raise KeyError("training inputs need 'instances' with gt_boxes and gt_captions")
-            inst = x["instances"].to(self.device)
-            gt_instances.append(inst)
+            inst = x["instances"]
             prompts.append(self._prompts_from_fields(inst, "gt_boxes", "gt_points", x))
+            gt_instances.append(inst.to(self.device))
             captions.append(list(inst.gt_captions) if len(inst) else [])
+        embeddings = self.image_embeddings(batched_inputs)
         losses = self.roi_heads(embeddings, prompts, captions)
         if self.proposal_head is not None:
             sizes = _input_sizes(batched_inputs)
@@ -213,6 +215,9 @@ class SegmentCaptionAnything(nn.Module):
         a dtype. ``image_embeddings`` (B, C, h, w) from :meth:`image_embeddings` skips the image
         encoder (prompting an encoded image again)."""
         with inference_autocast(self.device, self.inference_autocast):
+            prompts = None
+            if self.proposal_source not in ("anything", "rpn"):  # checked before the encoder runs
+                prompts = [self._inference_prompts(x) for x in batched_inputs]
             embeddings = image_embeddings
             if embeddings is None:
                 embeddings = self.image_embeddings(batched_inputs)
@@ -228,8 +233,6 @@ class SegmentCaptionAnything(nn.Module):
                     self._prompts_from_fields(f, "proposal_boxes", "proposal_points", x)
                     for f, x in zip(found, batched_inputs)
                 ]
-            else:
-                prompts = [self._inference_prompts(x) for x in batched_inputs]
             predictions = self.roi_heads.inference(embeddings, prompts)
         results = []
         for i, (x, p, pred) in enumerate(zip(batched_inputs, prompts, predictions)):
@@ -262,17 +265,13 @@ class SegmentCaptionAnything(nn.Module):
 
     def _inference_prompts(self, x: dict) -> RegionPrompts:
         if "proposals" in x:
-            return self._prompts_from_fields(
-                x["proposals"].to(self.device), "proposal_boxes", "proposal_points", x
-            )
+            return self._prompts_from_fields(x["proposals"], "proposal_boxes", "proposal_points", x)
         if self.proposal_source == "gt":
             if "instances" not in x:
                 raise KeyError(
                     "MODEL.SCA.PROPOSAL_SOURCE='gt' needs 'proposals' or 'instances' in each input"
                 )
-            return self._prompts_from_fields(
-                x["instances"].to(self.device), "gt_boxes", "gt_points", x
-            )
+            return self._prompts_from_fields(x["instances"], "gt_boxes", "gt_points", x)
         h, w = x["image"].shape[-2:]
         grid = torch.as_tensor(build_point_grid(self.points_per_side), dtype=torch.float32)
         points = (grid * torch.tensor([w, h])).to(self.device)[:, None, :]
@@ -282,6 +281,8 @@ class SegmentCaptionAnything(nn.Module):
     def _prompts_from_fields(
         self, inst: Instances, box_field: str, point_field: str, x: dict
     ) -> RegionPrompts:
+        """An input's prompts, checked where they are (the loader's CPU tensors: no GPU sync),
+        then moved to the model's device."""
         boxes = inst.get(box_field).tensor if inst.has(box_field) else None
         if boxes is not None:
             boxes = self._checked_boxes(boxes.float(), tuple(x["image"].shape[-2:]), x)
@@ -289,7 +290,7 @@ class SegmentCaptionAnything(nn.Module):
         if inst.has(point_field):
             points = inst.get(point_field).float()
             labels = inst.get(point_field.replace("points", "point_labels")).long()
-        return RegionPrompts(boxes=boxes, points=points, point_labels=labels)
+        return RegionPrompts(boxes=boxes, points=points, point_labels=labels).to(self.device)
 
     def _checked_boxes(self, boxes: torch.Tensor, hw: tuple[int, int], x: dict) -> torch.Tensor:
         """Out-of-image boxes are clipped (or rejected); boxes that are empty after that are

@@ -43,7 +43,7 @@ def build_sam_image_encoder(cfg: CfgNode) -> ImageEncoderViT:
             f"INPUT.IMAGE_SIZE={image_size} must be a multiple of "
             f"MODEL.SCA.SAM.PATCH_SIZE={sam.PATCH_SIZE}"
         )
-    return ImageEncoderViT(
+    encoder = ImageEncoderViT(
         depth=shape["DEPTH"],
         embed_dim=shape["EMBED_DIM"],
         img_size=image_size,
@@ -57,6 +57,9 @@ def build_sam_image_encoder(cfg: CfgNode) -> ImageEncoderViT:
         window_size=sam.WINDOW_SIZE,
         out_chans=sam.PROMPT_EMBED_DIM,
     )
+    if cfg.MODEL.SCA.SDPA_ATTENTION:
+        use_sdpa_attention(encoder)
+    return encoder
 
 
 def build_sam_prompt_encoder(cfg: CfgNode) -> PromptEncoder:

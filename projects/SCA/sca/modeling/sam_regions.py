@@ -25,6 +25,26 @@ class RegionPrompts:
             return self.boxes.shape[0]
         return 0 if self.points is None else self.points.shape[0]
 
+    def to(self, device: torch.device) -> "RegionPrompts":
+        """On ``device``, copied without waiting for the device's queued work."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return RegionPrompts(move(self.boxes), move(self.points), move(self.point_labels))
+
+    def split(self, size: int) -> list["RegionPrompts"]:
+        """Consecutive groups of at most ``size`` prompts (all in one group when size is 0)."""
+        size = size or max(len(self), 1)
+
+        def part(t: torch.Tensor | None, i: int) -> torch.Tensor | None:
+            return None if t is None else t[i : i + size]
+
+        return [
+            RegionPrompts(part(self.boxes, i), part(self.points, i), part(self.point_labels, i))
+            for i in range(0, len(self), size)
+        ]
+
 
 @dataclass
 class SAMRegionOutput:
@@ -33,13 +53,28 @@ class SAMRegionOutput:
     mask_logits: (N, 3, 4h, 4w) low-resolution logits of the 3 multimask outputs;
     iou_predictions: (N, 3); tokens: (N, T, C) output tokens of the decoder's two-way transformer
     (IoU token, 4 mask tokens, sparse prompt tokens); region_embeddings: (N, C, h, w) the image
-    embedding as updated by that transformer, one per region.
+    embedding as updated by that transformer, one per region (None once the mixer has read it).
     """
 
     mask_logits: torch.Tensor
     iou_predictions: torch.Tensor
     tokens: torch.Tensor
-    region_embeddings: torch.Tensor
+    region_embeddings: torch.Tensor | None
+
+    @classmethod
+    def cat(cls, parts: list["SAMRegionOutput"], keep_embeddings: bool = True) -> "SAMRegionOutput":
+        """The outputs of consecutive groups of prompts as one."""
+        if len(parts) == 1 and keep_embeddings:
+            return parts[0]
+        embeddings = None
+        if keep_embeddings:
+            embeddings = torch.cat([p.region_embeddings for p in parts])
+        return cls(
+            torch.cat([p.mask_logits for p in parts]),
+            torch.cat([p.iou_predictions for p in parts]),
+            torch.cat([p.tokens for p in parts]),
+            embeddings,
+        )
 
 
 def decode_regions(
