@@ -52,7 +52,6 @@ from transformers import (
 )
 
 import sca
-from sca.engine.cpu_allocator import keep_freed_memory
 from sca.engine.optim import build_sca_optimizer
 from sca.modeling.fast_attention import use_reference_attention, use_sdpa_attention
 from sca.modeling.precision import inference_autocast
@@ -602,7 +601,6 @@ def main() -> None:
 
     torch.manual_seed(0)
     cfg = build_cfg(args)
-    keep_freed_memory(cfg)
     device = torch.device(args.device)
     report: dict = {"environment": environment(device), "settings": vars(args).copy()}
     report["inference"] = {}

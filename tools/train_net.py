@@ -23,7 +23,6 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
 from sca.engine import NonFiniteLossError, SCACheckpointer, SCATrainer  # noqa: E402
-from sca.engine.cpu_allocator import keep_freed_memory  # noqa: E402
 from sca.evaluation import JavaNotFoundError  # noqa: E402
 from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
@@ -36,7 +35,6 @@ def setup(args) -> CfgNode:
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sca")
-    keep_freed_memory(cfg)
     return cfg
 
 

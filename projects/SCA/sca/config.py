@@ -55,9 +55,6 @@ def add_sca_config(cfg: CN) -> None:
     sca.REGION_CHUNK_TOKENS = CN()
     sca.REGION_CHUNK_TOKENS.CPU = 8192
     sca.REGION_CHUNK_TOKENS.CUDA = 0
-    # On CPU, tools/train_net.py, the predictor and the benchmark let glibc's malloc reuse freed
-    # blocks of up to 32 MB instead of mapping fresh zero-filled pages (~20% faster region passes).
-    sca.CPU_KEEP_FREED_MEMORY = True
 
     sam = sca.SAM = CN()
     # Official SAM checkpoint (path or URL) loaded into encoder, prompt encoder and mask decoder.

@@ -17,7 +17,6 @@ from ..config import add_sca_config
 from ..data.inference_input import ImageLike, load_image, model_input
 from ..modeling.anything import AnythingParams, segment_and_caption_anything
 from .checkpoint import SCACheckpointer
-from .cpu_allocator import keep_freed_memory
 
 
 def resolve_config(
@@ -57,7 +56,6 @@ class SCAPredictor:
 
     def __init__(self, cfg: CfgNode | str, trained: bool = True):
         self.cfg = resolve_config(cfg, trained)
-        keep_freed_memory(self.cfg)
         self.model = build_model(self.cfg).eval()
         if self.cfg.MODEL.WEIGHTS:
             SCACheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
