@@ -258,6 +258,9 @@ def _two_process_worker(rank, port, out_dir):
             json.dump(results, f)
     else:
         assert results == {}, results
+    # both ranks leave together: a rank that tears gloo down while the other still uses the
+    # group can abort at exit ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
