@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 from segment_anything.modeling import ImageEncoderViT, TwoWayTransformer
+from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import get_rel_pos
 from test_model_captioning import _build, _random_boxes, _test_input, _train_input
 
@@ -130,7 +131,7 @@ def test_sdpa_encoder_attention_equals_segment_anything(window):
         torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
         torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
     fused = copy.deepcopy(eager)
-    assert use_sdpa_attention(fused) == 1
+    assert use_sdpa_attention(fused) == 1 + 2  # the block's attention, the neck's LayerNorm2d
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
     out_eager = eager(x)
     grad_eager = torch.autograd.grad(out_eager.square().sum(), [x, *eager.parameters()])
@@ -139,8 +140,27 @@ def test_sdpa_encoder_attention_equals_segment_anything(window):
     torch.testing.assert_close(out_fused, out_eager, atol=1e-5, rtol=1e-5)
     for a, b in zip(grad_fused, grad_eager):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-    assert use_reference_attention(fused) == 1
+    assert use_reference_attention(fused) == 1 + 2
     torch.testing.assert_close(fused(x), out_eager, atol=0, rtol=0)
+
+
+def test_fused_layer_norm_2d_equals_segment_anything():
+    torch.manual_seed(0)
+    eager = LayerNorm2d(16)
+    torch.nn.init.normal_(eager.weight)
+    torch.nn.init.normal_(eager.bias)
+    fused = copy.deepcopy(eager)
+    assert use_sdpa_attention(fused) == 1
+    x = torch.randn(3, 16, 9, 7, requires_grad=True) * 3 + 1
+    grads = []
+    outs = []
+    for norm in (eager, fused):
+        out = norm(x)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), [x, norm.weight, norm.bias]))
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("table", [27, 11], ids=["own-size", "interpolated"])

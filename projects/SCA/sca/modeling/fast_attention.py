@@ -9,6 +9,7 @@ unaffected.
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import image_encoder
+from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import (
     Attention,
     TwoWayAttentionBlock,
@@ -102,6 +103,17 @@ class FastTwoWayTransformer(TwoWayTransformer):
         )
 
 
+class FusedLayerNorm2d(LayerNorm2d):
+    """segment_anything's channel LayerNorm of (B, C, H, W) maps as one ``F.layer_norm`` over
+    the channels of each pixel (same statistics, same eps), instead of six element-wise passes:
+    the mask decoder's upscaling runs it on every region's 64 x 128 x 128 map."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels_last = x.permute(0, 2, 3, 1)
+        out = F.layer_norm(channels_last, (x.shape[1],), self.weight, self.bias, self.eps)
+        return out.permute(0, 3, 1, 2)
+
+
 class CheckpointedTwoWayAttentionBlock(FastTwoWayAttentionBlock):
     """A two-way block that keeps only its inputs for backward and recomputes the rest
     (activation checkpointing); plain forward when no gradient is needed."""
@@ -127,13 +139,14 @@ def specialise(module: nn.Module, base: type, subclass: type) -> int:
 
 def use_sdpa_attention(module: nn.Module) -> int:
     """Compute every segment_anything attention inside ``module`` (two-way transformers' and the
-    ViT encoder's) with SDPA, two-way blocks without their repeated positional sum, and two-way
-    transformers on token-major image tokens."""
+    ViT encoder's) with SDPA, two-way blocks without their repeated positional sum, two-way
+    transformers on token-major image tokens, and channel LayerNorms as one fused call."""
     return (
         specialise(module, Attention, SDPAAttention)
         + specialise(module, image_encoder.Attention, SDPARelPosAttention)
         + specialise(module, TwoWayAttentionBlock, FastTwoWayAttentionBlock)
         + specialise(module, TwoWayTransformer, FastTwoWayTransformer)
+        + specialise(module, LayerNorm2d, FusedLayerNorm2d)
     )
 
 
@@ -145,6 +158,7 @@ def use_reference_attention(module: nn.Module) -> int:
         + specialise(module, SDPARelPosAttention, image_encoder.Attention)
         + specialise(module, FastTwoWayAttentionBlock, TwoWayAttentionBlock)
         + specialise(module, FastTwoWayTransformer, TwoWayTransformer)
+        + specialise(module, FusedLayerNorm2d, LayerNorm2d)
     )
 
 
