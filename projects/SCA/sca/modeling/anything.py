@@ -38,7 +38,7 @@ from segment_anything.utils.amg import (
 from torchvision.ops import box_area
 
 from ..data.inference_input import model_input
-from .sam_regions import RegionPrompts, SAMRegionOutput, decode_regions
+from .sam_regions import RegionPrompts
 
 # SAM's mask logit threshold (Sam.mask_threshold).
 MASK_THRESHOLD = 0.0
@@ -204,14 +204,7 @@ def _batch_regions(
         captions = [c for c in pred.captions for _ in range(3)]
         caption_scores = pred.caption_scores.repeat_interleave(3)
     else:
-        chunks = prompts.split(heads.region_chunk_size(crop.embedding.device))
-        sam = SAMRegionOutput.cat(
-            [
-                decode_regions(heads.prompt_encoder, heads.mask_decoder, crop.embedding, chunk)
-                for chunk in chunks
-            ],
-            keep_embeddings=False,
-        )
+        sam = heads.sam_regions(crop.embedding, prompts)
     num_masks = sam.iou_predictions.shape[1]
     data = MaskData(
         low_res_logits=sam.mask_logits.flatten(0, 1),

@@ -19,7 +19,7 @@ from .generation import build_generation_config
 from .language_model import load_causal_lm
 from .precision import module_dtype, store_frozen_as
 from .sam_builder import build_sam_mask_decoder, build_sam_prompt_encoder
-from .sam_regions import RegionPrompts, SAMRegionOutput, decode_regions
+from .sam_regions import RegionPrompts, SAMRegionOutput, cat_or_only, decode_regions
 from .text_mixer import TextFeatureMixer
 
 
@@ -127,6 +127,14 @@ class SCACaptionHead(nn.Module):
         h, w = self.prompt_encoder.image_embedding_size
         return max(1, tokens // (h * w)) if tokens else 0
 
+    def sam_regions(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> SAMRegionOutput:
+        """SAM's outputs alone (no mixer, no per-region embeddings) for one image's prompts, in
+        passes of ``REGION_CHUNK_TOKENS``."""
+        chunks = prompts.split(self.region_chunk_size(image_embedding.device))
+        return SAMRegionOutput.cat(
+            [self._decode_sam(image_embedding, chunk) for chunk in chunks], keep_embeddings=False
+        )
+
     def _regions(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[SAMRegionOutput, torch.Tensor]:
@@ -137,27 +145,29 @@ class SCACaptionHead(nn.Module):
             decoded = self._decode(image_embedding, chunk)
             sams.append(decoded[0])
             queries.append(self._mix([decoded]))
-        return SAMRegionOutput.cat(sams, keep_embeddings=False), _cat(queries)
+        return SAMRegionOutput.cat(sams, keep_embeddings=False), cat_or_only(queries)
 
     def _decode(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[SAMRegionOutput, torch.Tensor | None]:
         """SAM's outputs for one image's prompts, and their pooled features (if used)."""
+        pooled = self._pooled_region_features(image_embedding.to(module_dtype(self.mixer)), prompts)
+        return self._decode_sam(image_embedding, prompts), pooled
+
+    def _decode_sam(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> SAMRegionOutput:
         # SAM's decoder needs a graph when it is trained or when a trained encoder lies behind it
         needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
-            sam = decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
-        pooled = self._pooled_region_features(image_embedding.to(module_dtype(self.mixer)), prompts)
-        return sam, pooled
+            return decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
 
     def _mix(self, decoded: list[tuple[SAMRegionOutput, torch.Tensor | None]]) -> torch.Tensor:
         """The mixer's caption queries for decoded regions (with equally many SAM tokens), in
         one pass."""
         dtype = module_dtype(self.mixer)
-        pooled = None if decoded[0][1] is None else _cat([p for _, p in decoded])
+        pooled = None if decoded[0][1] is None else cat_or_only([p for _, p in decoded])
         return self.mixer(
-            _cat([s.tokens for s, _ in decoded]).to(dtype),
-            _cat([s.region_embeddings for s, _ in decoded]).to(dtype),
+            cat_or_only([s.tokens for s, _ in decoded]).to(dtype),
+            cat_or_only([s.region_embeddings for s, _ in decoded]).to(dtype),
             self.prompt_encoder.get_dense_pe().to(dtype),
             pooled,
         )
@@ -262,7 +272,3 @@ class SCACaptionHead(nn.Module):
             offset += n
         return results
 
-
-def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat`` without the copy when there is one tensor."""
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)

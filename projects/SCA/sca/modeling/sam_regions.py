@@ -63,19 +63,21 @@ class SAMRegionOutput:
 
     @classmethod
     def cat(cls, parts: list["SAMRegionOutput"], keep_embeddings: bool = True) -> "SAMRegionOutput":
-        """The outputs of consecutive groups of prompts as one."""
-        if len(parts) == 1 and keep_embeddings:
-            return parts[0]
+        """The outputs of consecutive groups of prompts as one (no copy for a single group)."""
         embeddings = None
         if keep_embeddings:
-            embeddings = torch.cat([p.region_embeddings for p in parts])
+            embeddings = cat_or_only([p.region_embeddings for p in parts])
         return cls(
-            torch.cat([p.mask_logits for p in parts]),
-            torch.cat([p.iou_predictions for p in parts]),
-            torch.cat([p.tokens for p in parts]),
+            cat_or_only([p.mask_logits for p in parts]),
+            cat_or_only([p.iou_predictions for p in parts]),
+            cat_or_only([p.tokens for p in parts]),
             embeddings,
         )
 
+
+def cat_or_only(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along the first dimension, without the copy when there is one tensor."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 def decode_regions(
     prompt_encoder: PromptEncoder,
