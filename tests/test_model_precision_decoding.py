@@ -140,6 +140,8 @@ def test_sdpa_encoder_attention_equals_segment_anything(window):
     torch.testing.assert_close(out_fused, out_eager, atol=1e-5, rtol=1e-5)
     for a, b in zip(grad_fused, grad_eager):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # the positions as SDPA's mask (with a gradient: inside the product)
+        torch.testing.assert_close(fused(x), out_eager, atol=1e-5, rtol=1e-5)
     assert use_reference_attention(fused) == 1 + 2
     torch.testing.assert_close(fused(x), out_eager, atol=0, rtol=0)
 
@@ -186,6 +188,28 @@ def test_activation_checkpointing_keeps_outputs_and_gradients():
         grads.append([p.grad.clone() for p in mixer.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_compiled_mixer_keeps_outputs_gradients_and_keys():
+    """MIXER.COMPILE: the same state-dict keys (checkpoints load either way), outputs and
+    gradients as the eager mixer, after torch.compile's inductor code generation."""
+    torch.manual_seed(0)
+    kwargs = dict(num_caption_tokens=2, depth=1, embed_dim=32, num_heads=4, mlp_dim=64)
+    plain = TextFeatureMixer(**kwargs, sdpa_attention=True)
+    compiled = TextFeatureMixer(**kwargs, sdpa_attention=True, compile=True)
+    compiled.load_state_dict(plain.state_dict())
+    assert compiled.state_dict().keys() == plain.state_dict().keys()
+    image, pe, tokens = _two_way_inputs()
+    results = []
+    for mixer in (plain, compiled):
+        mixer.train().zero_grad()
+        out = mixer(tokens.detach(), image, pe)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in mixer.parameters()]))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
+    for a, b in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert compiled.transformer._compiled_call_impl is not None
 
 
 def _spy_generate(model):

@@ -455,11 +455,10 @@ def bench_training(cfg, args, device, name: str) -> dict:
     variant = TRAIN_VARIANTS[name]
     cfg = cfg.clone()
     cfg.MODEL.SCA.MIXER.ACTIVATION_CHECKPOINTING = variant.get("checkpointing", False)
+    cfg.MODEL.SCA.MIXER.COMPILE = variant.get("compile", False)
     model = build_sca(cfg, args.lm).train()
     if "frozen_dtype" in variant:
         store_frozen_parts(model, variant["frozen_dtype"])
-    if variant.get("compile"):
-        model.roi_heads.mixer.compile()
     batch = training_batch(cfg, args, device)
     optimizer = build_sca_optimizer(cfg, model)
     data = itertools.repeat(batch)

@@ -102,6 +102,9 @@ def add_sca_config(cfg: CN) -> None:
     mixer.BOX_POOLED_QUERIES = False
     # Recompute each mixer layer in backward instead of keeping its activations (less memory).
     mixer.ACTIVATION_CHECKPOINTING = False
+    # torch.compile the mixer's transformer (compiled on its first call; fewer kernel launches:
+    # on an H200 a fp16 training step of 2 x 16 regions went from 275 to 241 ms).
+    mixer.COMPILE = False
 
     props = sca.PROPOSALS = CN()
     # Build and train a class-agnostic proposal head on the SAM image embedding: Detectron2's

@@ -98,6 +98,7 @@ class SCACaptionHead(nn.Module):
                 block_norm_eps=sca.MIXER.BLOCK_NORM_EPS,
                 sdpa_attention=sca.SDPA_ATTENTION,
                 activation_checkpointing=sca.MIXER.ACTIVATION_CHECKPOINTING,
+                compile=sca.MIXER.COMPILE,
             ),
             "captioner": PrefixCaptioner(
                 lm,

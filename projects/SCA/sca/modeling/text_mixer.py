@@ -23,6 +23,7 @@ class TextFeatureMixer(nn.Module):
         block_norm_eps: float = 1e-5,
         sdpa_attention: bool = False,
         activation_checkpointing: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
@@ -37,6 +38,8 @@ class TextFeatureMixer(nn.Module):
             use_sdpa_attention(self.transformer)
         if activation_checkpointing:
             use_activation_checkpointing(self.transformer)
+        if compile:  # after the switches above, which re-class its modules
+            self.transformer.compile()
 
     def forward(
         self,
