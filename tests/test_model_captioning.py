@@ -278,3 +278,23 @@ def test_box_pooled_queries_average_the_embedding_inside_the_box(tiny_gpt2):
         alone = model([_test_input([boxes[4]])])[0]["instances"]
     assert alone.pred_captions == [together.pred_captions[4]]
     assert torch.allclose(alone.caption_scores, together.caption_scores[4:5], atol=1e-4)
+
+
+def test_training_captions_skip_sam_mask_upscaling(tiny_gpt2):
+    """The caption loss reads SAM's transformer outputs only: in training the decoder stops
+    there; inference still returns SAM's masks."""
+    model = _build(tiny_gpt2)
+    calls = []
+    model.roi_heads.mask_decoder.output_upscaling.register_forward_hook(
+        lambda *_: calls.append(1)
+    )
+    model.train()
+    boxes = [[1, 2, 30, 40], [10, 10, 50, 60], [5, 5, 20, 20]]
+    loss = model([_train_input(boxes, ["a red circle", "a cat", "a dog"])])["loss_caption"]
+    loss.backward()
+    assert calls == [] and torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.roi_heads.mixer.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        inst = model([_test_input(boxes)])[0]["instances"]
+    assert calls and inst.pred_masks.shape[0] == 3

@@ -151,15 +151,20 @@ class SCACaptionHead(nn.Module):
     def _decode(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[SAMRegionOutput, torch.Tensor | None]:
-        """SAM's outputs for one image's prompts, and their pooled features (if used)."""
+        """SAM's outputs for one image's prompts (without masks in training: the caption loss
+        reads none), and their pooled features (if used)."""
         pooled = self._pooled_region_features(image_embedding.to(module_dtype(self.mixer)), prompts)
-        return self._decode_sam(image_embedding, prompts), pooled
+        return self._decode_sam(image_embedding, prompts, with_masks=not self.training), pooled
 
-    def _decode_sam(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> SAMRegionOutput:
+    def _decode_sam(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts, with_masks: bool = True
+    ) -> SAMRegionOutput:
         # SAM's decoder needs a graph when it is trained or when a trained encoder lies behind it
         needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
-            return decode_regions(self.prompt_encoder, self.mask_decoder, image_embedding, prompts)
+            return decode_regions(
+                self.prompt_encoder, self.mask_decoder, image_embedding, prompts, with_masks
+            )
 
     def _mix(self, decoded: list[tuple[SAMRegionOutput, torch.Tensor | None]]) -> torch.Tensor:
         """The mixer's caption queries for decoded regions (with equally many SAM tokens), in

@@ -54,10 +54,11 @@ class SAMRegionOutput:
     iou_predictions: (N, 3); tokens: (N, T, C) output tokens of the decoder's two-way transformer
     (IoU token, 4 mask tokens, sparse prompt tokens); region_embeddings: (N, C, h, w) the image
     embedding as updated by that transformer, one per region (None once the mixer has read it).
+    The masks and IoU predictions are None where they were not asked for (training captions).
     """
 
-    mask_logits: torch.Tensor
-    iou_predictions: torch.Tensor
+    mask_logits: torch.Tensor | None
+    iou_predictions: torch.Tensor | None
     tokens: torch.Tensor
     region_embeddings: torch.Tensor | None
 
@@ -67,9 +68,10 @@ class SAMRegionOutput:
         embeddings = None
         if keep_embeddings:
             embeddings = cat_or_only([p.region_embeddings for p in parts])
+        with_masks = parts[0].mask_logits is not None
         return cls(
-            cat_or_only([p.mask_logits for p in parts]),
-            cat_or_only([p.iou_predictions for p in parts]),
+            cat_or_only([p.mask_logits for p in parts]) if with_masks else None,
+            cat_or_only([p.iou_predictions for p in parts]) if with_masks else None,
             cat_or_only([p.tokens for p in parts]),
             embeddings,
         )
@@ -79,25 +81,36 @@ def cat_or_only(tensors: list[torch.Tensor]) -> torch.Tensor:
     """``torch.cat`` along the first dimension, without the copy when there is one tensor."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
+class _TransformerDone(Exception):
+    """Stops SAM's mask decoder once its transformer has run (no masks wanted)."""
+
+
 def decode_regions(
     prompt_encoder: PromptEncoder,
     mask_decoder: MaskDecoder,
     image_embedding: torch.Tensor,
     prompts: RegionPrompts,
+    with_masks: bool = True,
 ) -> SAMRegionOutput:
     """SAM's multimask prediction for each prompt, plus the decoder's internal tokens and updated
     image embedding that SCA's text mixer reads. The mask decoder runs unchanged (so its masks are
     exactly SAM's); its transformer's outputs are read with a forward hook. Inputs are cast to
-    the decoder's dtype."""
+    the decoder's dtype. ``with_masks=False`` stops the decoder after its transformer: the
+    caption loss reads nothing else, and the mask upscaling (a 4x larger map per region) is the
+    larger part of the decoder's cost."""
     points = None
     if prompts.points is not None:
         points = (prompts.points, prompts.point_labels)
     dtype = module_dtype(mask_decoder)
     sparse, dense = prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handle = mask_decoder.transformer.register_forward_hook(
-        lambda _module, _inputs, output: captured.append(output)
-    )
+
+    def capture(_module, _inputs, output) -> None:
+        captured.append(output)
+        if not with_masks:
+            raise _TransformerDone
+
+    handle = mask_decoder.transformer.register_forward_hook(capture)
     try:
         mask_logits, iou_predictions = mask_decoder(
             image_embeddings=image_embedding.to(dtype),
@@ -106,6 +119,8 @@ def decode_regions(
             dense_prompt_embeddings=dense.to(dtype),
             multimask_output=True,
         )
+    except _TransformerDone:
+        mask_logits = iou_predictions = None
     finally:
         handle.remove()
     tokens, keys = captured[0]
