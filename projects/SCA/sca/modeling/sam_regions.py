@@ -81,6 +81,7 @@ def cat_or_only(tensors: list[torch.Tensor]) -> torch.Tensor:
     """``torch.cat`` along the first dimension, without the copy when there is one tensor."""
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
+
 class _TransformerDone(Exception):
     """Stops SAM's mask decoder once its transformer has run (no masks wanted)."""
 
@@ -95,9 +96,9 @@ def decode_regions(
     """SAM's multimask prediction for each prompt, plus the decoder's internal tokens and updated
     image embedding that SCA's text mixer reads. The mask decoder runs unchanged (so its masks are
     exactly SAM's); its transformer's outputs are read with a forward hook. Inputs are cast to
-    the decoder's dtype. ``with_masks=False`` stops the decoder after its transformer: the
-    caption loss reads nothing else, and the mask upscaling (a 4x larger map per region) is the
-    larger part of the decoder's cost."""
+    the decoder's dtype. ``with_masks=False`` stops the decoder after its transformer, whose
+    outputs are all the caption loss reads: each region's upscaled map (4x the embedding's size)
+    and the mask and IoU heads are then not computed."""
     points = None
     if prompts.points is not None:
         points = (prompts.points, prompts.point_labels)
