@@ -173,20 +173,24 @@ def test_relative_positions_equal_segment_anything(table):
     )
 
 
+def _mixer_outputs_and_grads(mixer):
+    """A training forward and backward of ``mixer`` on the fixed two-way inputs: its output and
+    every parameter's gradient."""
+    image, pe, tokens = _two_way_inputs()
+    mixer.train().zero_grad()
+    out = mixer(tokens.detach(), image, pe)
+    out.square().sum().backward()
+    return out.detach(), [p.grad.clone() for p in mixer.parameters()]
+
+
 def test_activation_checkpointing_keeps_outputs_and_gradients():
     torch.manual_seed(0)
     plain = TextFeatureMixer(num_caption_tokens=2, depth=2, embed_dim=32, num_heads=4, mlp_dim=64)
     ckpt = copy.deepcopy(plain)
     assert use_activation_checkpointing(ckpt.transformer) == 2
     assert ckpt.state_dict().keys() == plain.state_dict().keys()
-    image, pe, tokens = _two_way_inputs()
-    grads = []
-    for mixer in (plain, ckpt):
-        mixer.train().zero_grad()
-        out = mixer(tokens.detach(), image, pe)
-        out.square().sum().backward()
-        grads.append([p.grad.clone() for p in mixer.parameters()])
-    for a, b in zip(*grads):
+    (_, grads_plain), (_, grads_ckpt) = (_mixer_outputs_and_grads(m) for m in (plain, ckpt))
+    for a, b in zip(grads_plain, grads_ckpt):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
@@ -199,13 +203,7 @@ def test_compiled_mixer_keeps_outputs_gradients_and_keys():
     compiled = TextFeatureMixer(**kwargs, sdpa_attention=True, compile=True)
     compiled.load_state_dict(plain.state_dict())
     assert compiled.state_dict().keys() == plain.state_dict().keys()
-    image, pe, tokens = _two_way_inputs()
-    results = []
-    for mixer in (plain, compiled):
-        mixer.train().zero_grad()
-        out = mixer(tokens.detach(), image, pe)
-        out.square().sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in mixer.parameters()]))
+    results = [_mixer_outputs_and_grads(m) for m in (plain, compiled)]
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
     for a, b in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -64,7 +64,7 @@ class SDPARelPosAttention(image_encoder.Attention):
         rw = relative_positions(w, self.rel_pos_w).to(q.dtype)
         rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh).reshape(b, self.num_heads, h * w, h)
         rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw).reshape(b, self.num_heads, h * w, w)
-        if torch.is_grad_enabled() and (q.requires_grad or rel_h.requires_grad):
+        if rel_h.requires_grad:  # a gradient flows to the queries or the position tables
             out = augmented_rel_pos_attention(q * self.scale, k, v, rel_h, rel_w, (h, w))
         else:
             mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, h * w, -1)
