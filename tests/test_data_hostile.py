@@ -19,7 +19,7 @@ import pytest
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import BoxMode
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -330,8 +330,17 @@ def mapper_record(draw):
     return record, draw(st.booleans())
 
 
+def _record_with_bbox(bbox) -> tuple[dict, bool]:
+    annotation = {"id": 0, "bbox": bbox, "bbox_mode": BoxMode.XYXY_ABS, "captions": ["0"]}
+    record = {"file_name": "rgb", "image_id": 7, "height": 20, "width": 30}
+    return {**record, "annotations": [annotation]}, False
+
+
 @SETTINGS
 @given(mapper_record())
+@example(_record_with_bbox("0"))  # once found by the search: a string is not a box
+@example(_record_with_bbox(""))
+@example(_record_with_bbox([1, 2, 3, 4, 5, 6, 7, 8]))  # two boxes' numbers for one region
 def test_dataset_mapper(image_files, case):
     record, is_train = case
     if "file_name" in record:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 
 import numpy as np
 import torch
@@ -27,7 +28,12 @@ def _annotation_boxes(annotations: list[dict], file_name: str) -> np.ndarray:
     boxes = []
     for ann in annotations:
         try:
-            box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYXY_ABS)
+            bbox = ann["bbox"]
+            if isinstance(bbox, (str, bytes, dict)) or len(bbox) != 4:
+                raise ValueError(f"bbox {bbox!r} is not 4 numbers")
+            if not all(isinstance(v, numbers.Real) for v in bbox):
+                raise ValueError(f"bbox {bbox!r} holds a value that is not a number")
+            box = BoxMode.convert(list(bbox), ann["bbox_mode"], BoxMode.XYXY_ABS)
         except (KeyError, TypeError, ValueError, AssertionError) as e:
             raise AnnotationError(
                 f"{file_name}: annotation id {ann.get('id')} needs 'bbox' (4 numbers) and "
