@@ -1,6 +1,8 @@
 """Precision switches, fused attention, activation checkpointing and the decoding config."""
 
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from segment_anything.modeling.image_encoder import get_rel_pos
 from test_model_captioning import _build, _random_boxes, _test_input, _train_input
 
 from sca.modeling.fast_attention import (
+    FastTwoWayAttentionBlock,
     relative_positions,
     use_activation_checkpointing,
     use_reference_attention,
@@ -306,3 +309,60 @@ def test_region_chunks_change_only_how_regions_are_batched(tiny_gpt2):
         for a, b in zip(grads, ref_grads):  # summed in another order
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
         assert torch.equal(masks, ref_masks) and captions == ref_captions
+
+
+def _training_step_watching_mixer_blocks(model, batch, monkeypatch):
+    """One training step: its loss, the mixer's gradients, how often each mixer block ran, and
+    how many of the image-token tensors the blocks read in the forward pass were still held
+    when backward began."""
+    blocks = list(model.roi_heads.mixer.transformer.layers)
+    original = FastTwoWayAttentionBlock.forward
+    runs, inputs = [], []
+
+    def watching(self, queries, keys, query_pe, key_pe):
+        runs.extend(i for i, b in enumerate(blocks) if b is self)
+        inputs.append(weakref.ref(keys))
+        return original(self, queries, keys, query_pe, key_pe)
+
+    monkeypatch.setattr(FastTwoWayAttentionBlock, "forward", watching)
+    loss = model.train()(batch)["loss_caption"]
+    gc.collect()
+    held = sum(ref() is not None for ref in inputs)
+    loss.backward()
+    monkeypatch.undo()
+    grads = [p.grad for p in model.roi_heads.mixer.parameters()]
+    return loss.detach(), grads, [runs.count(i) for i in range(len(blocks))], held
+
+
+def test_checkpointed_region_passes_keep_gradients_and_recompute_once(tiny_gpt2, monkeypatch):
+    """MIXER.ACTIVATION_CHECKPOINTING where the regions go through SAM's decoder and the mixer in
+    several passes (CPU): each pass keeps only its inputs and is recomputed whole in backward.
+    The same loss and gradients as without; no block's image tokens are held until backward
+    (per-block checkpoints hold every block's input of every pass); and each mixer block
+    runs twice per step (forward and one recomputation), not three times (a block checkpoint
+    inside a pass checkpoint)."""
+    batch = [
+        _train_input(_random_boxes(3, 1), ["a red circle", "blue", "a small green square"], 0),
+        _train_input(_random_boxes(2, 2), ["two", "a yellow triangle"], seed=1),
+    ]
+    h, w = _build(tiny_gpt2).roi_heads.prompt_encoder.image_embedding_size
+    results = [
+        _training_step_watching_mixer_blocks(
+            _build(
+                tiny_gpt2,
+                **{
+                    "MODEL.SCA.REGION_CHUNK_TOKENS.CPU": h * w,  # one region per pass: 5 passes
+                    "MODEL.SCA.MIXER.ACTIVATION_CHECKPOINTING": ckpt,
+                },
+            ),
+            batch,
+            monkeypatch,
+        )
+        for ckpt in (False, True)
+    ]
+    (loss, grads, runs, held), (ckpt_loss, ckpt_grads, ckpt_runs, ckpt_held) = results
+    torch.testing.assert_close(ckpt_loss, loss, atol=1e-6, rtol=1e-6)
+    for a, b in zip(ckpt_grads, grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert held >= 5 and ckpt_held == 0  # plain: at least one block input per pass
+    assert runs == [5] * len(runs) and ckpt_runs == [10] * len(runs)

@@ -100,7 +100,9 @@ def add_sca_config(cfg: CN) -> None:
     # Add the image embedding pooled inside each box to the caption tokens (not in the paper: it
     # helps where SAM's decoder is untrained, as in the embedded default).
     mixer.BOX_POOLED_QUERIES = False
-    # Recompute each mixer layer in backward instead of keeping its activations (less memory).
+    # Recompute the mixer in backward instead of keeping its activations (less memory): per block
+    # where all regions go in one pass (CUDA), per pass of REGION_CHUNK_TOKENS (SAM's decoder and
+    # the mixer together) where they go in several (CPU).
     mixer.ACTIVATION_CHECKPOINTING = False
     # torch.compile the mixer's transformer (compiled on its first call; fewer kernel launches:
     # on an H200 a fp16 training step of 2 x 16 regions went from 275 to 241 ms).

@@ -11,10 +11,12 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.utils.events import get_event_storage
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.ops import roi_align
 from transformers import GenerationConfig
 
 from .captioner import PrefixCaptioner
+from .fast_attention import checkpointed_by_caller
 from .generation import build_generation_config
 from .language_model import load_causal_lm
 from .precision import module_dtype, store_frozen_as
@@ -185,11 +187,30 @@ class SCACaptionHead(nn.Module):
         (CUDA), the regions of all images go through the mixer together: one pass instead of one
         per image, the same arithmetic, fewer kernel launches."""
         images = [(emb[None], p) for emb, p in zip(image_embeddings, prompts) if len(p)]
-        if self.region_chunk_size(image_embeddings.device):
-            return [self._regions(emb, p)[1] for emb, p in images]
+        chunk_size = self.region_chunk_size(image_embeddings.device)
+        if chunk_size:
+            return [
+                cat_or_only([self._chunk_queries(emb, c) for c in p.split(chunk_size)])
+                for emb, p in images
+            ]
         decoded = [self._decode(emb, p) for emb, p in images]
         same_tokens = groupby(decoded, key=lambda d: d[0].tokens.shape[1])
         return [self._mix(list(group)) for _, group in same_tokens]
+
+    def _chunk_queries(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> torch.Tensor:
+        """Training caption queries of one pass of prompts. With MIXER.ACTIVATION_CHECKPOINTING
+        the pass keeps only its inputs for backward and is recomputed there whole (SAM's decoder
+        and the mixer): where the regions go in several passes (CPU), per-block checkpoints would
+        keep each pass's block inputs until the LM's loss is back, many times more."""
+        if not self.mixer.activation_checkpointing:
+            return self._mix([self._decode(image_embedding, prompts)])
+        return checkpoint(self._recomputed_queries, image_embedding, prompts, use_reentrant=False)
+
+    def _recomputed_queries(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts
+    ) -> torch.Tensor:
+        with checkpointed_by_caller():
+            return self._mix([self._decode(image_embedding, prompts)])
 
     def _pooled_region_features(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
@@ -277,4 +298,3 @@ class SCACaptionHead(nn.Module):
             )
             offset += n
         return results
-

@@ -6,6 +6,10 @@ what is kept for backward, never parameters or state-dict keys, so checkpoints a
 unaffected.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import image_encoder
@@ -144,14 +148,31 @@ class FusedLayerNorm2d(LayerNorm2d):
         return out.permute(0, 3, 1, 2)
 
 
+# set while a caller checkpoints a whole pass itself: its blocks then run plain (a block
+# checkpoint inside would recompute them a second time)
+_CALLER_CHECKPOINTS = ContextVar("sca_caller_checkpoints", default=False)
+
+
+@contextmanager
+def checkpointed_by_caller() -> Iterator[None]:
+    """Run checkpointed two-way blocks plain inside: for a caller that checkpoints the whole
+    pass around them (keeping only that pass's inputs, fewer tensors than one per block)."""
+    token = _CALLER_CHECKPOINTS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_CHECKPOINTS.reset(token)
+
+
 class CheckpointedTwoWayAttentionBlock(FastTwoWayAttentionBlock):
     """A two-way block that keeps only its inputs for backward and recomputes the rest
-    (activation checkpointing); plain forward when no gradient is needed."""
+    (activation checkpointing); plain forward when no gradient is needed or when the caller
+    checkpoints the whole pass (``checkpointed_by_caller``)."""
 
     def forward(
         self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
     ) -> tuple[Tensor, Tensor]:
-        if not (self.training and torch.is_grad_enabled()):
+        if not (self.training and torch.is_grad_enabled()) or _CALLER_CHECKPOINTS.get():
             return super().forward(queries, keys, query_pe, key_pe)
         return checkpoint(super().forward, queries, keys, query_pe, key_pe, use_reentrant=False)
 

@@ -28,6 +28,7 @@ class TextFeatureMixer(nn.Module):
         super().__init__()
         self.num_caption_tokens = num_caption_tokens
         self.caption_tokens = nn.Embedding(num_caption_tokens, embed_dim)
+        self.activation_checkpointing = activation_checkpointing
         self.transformer = set_block_norm_eps(
             TwoWayTransformer(
                 depth=depth, embedding_dim=embed_dim, num_heads=num_heads, mlp_dim=mlp_dim
