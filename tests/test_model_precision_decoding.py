@@ -117,8 +117,9 @@ def test_sdpa_attention_equals_segment_anything_attention():
     torch.testing.assert_close(grad_fused, grad_eager, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rel_pos", [True, False], ids=["rel_pos", "abs_pos_only"])
 @pytest.mark.parametrize("window", [0, 3], ids=["global", "windowed"])
-def test_sdpa_encoder_attention_equals_segment_anything(window):
+def test_sdpa_encoder_attention_equals_segment_anything(window, rel_pos):
     torch.manual_seed(0)
     eager = ImageEncoderViT(
         img_size=64,
@@ -127,10 +128,10 @@ def test_sdpa_encoder_attention_equals_segment_anything(window):
         depth=1,
         num_heads=4,
         out_chans=16,
-        use_rel_pos=True,
+        use_rel_pos=rel_pos,
         window_size=window,
     )
-    for block in eager.blocks:  # segment_anything starts them at zero
+    for block in eager.blocks if rel_pos else ():  # segment_anything starts them at zero
         torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
         torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
     fused = copy.deepcopy(eager)

@@ -84,3 +84,18 @@ def test_missing_sam_checkpoint_names_file(tmp_path, tiny_gpt2):
     cfg.MODEL.SCA.SAM.CHECKPOINT = str(tmp_path / "sam_vit_b_01ec64.pth")
     with pytest.raises(FileNotFoundError, match="sam_vit_b_01ec64.pth"):
         build_model(cfg)
+
+
+def test_encoder_without_relative_positions_rejects_a_sam_checkpoint_with_them(
+    tmp_path, tiny_gpt2
+):
+    cfg = tiny_cfg(tiny_gpt2, image_size=IMAGE_SIZE)
+    cfg.MODEL.SCA.SAM.USE_REL_POS = False
+    encoder = build_model(cfg).backbone.image_encoder
+    assert not any(block.attn.use_rel_pos for block in encoder.blocks)
+    assert not [k for k in encoder.state_dict() if "rel_pos" in k]
+    ckpt = tmp_path / "sam_tiny.pth"
+    torch.save(reference_sam().state_dict(), ckpt)  # every official SAM has them
+    cfg.MODEL.SCA.SAM.CHECKPOINT = str(ckpt)
+    with pytest.raises(KeyError, match="image_encoder.blocks.0.attn.rel_pos_h"):
+        build_model(cfg)

@@ -71,6 +71,9 @@ def add_sca_config(cfg: CN) -> None:
     # ViT patch size and windowed-attention size.
     sam.PATCH_SIZE = 16
     sam.WINDOW_SIZE = 14
+    # SAM's decomposed relative positions in the encoder's attention (as in every official SAM;
+    # off only for an encoder trained from scratch, where its absolute positions suffice).
+    sam.USE_REL_POS = True
     # Channels of the image embedding and of all prompt / mask-decoder tokens (SAM: 256).
     sam.PROMPT_EMBED_DIM = 256
     # Width of the mask decoder's two-way transformer MLP (SAM: 2048) and its depth (SAM: 2).

@@ -52,7 +52,7 @@ def build_sam_image_encoder(cfg: CfgNode) -> ImageEncoderViT:
         num_heads=shape["NUM_HEADS"],
         patch_size=sam.PATCH_SIZE,
         qkv_bias=True,
-        use_rel_pos=True,
+        use_rel_pos=sam.USE_REL_POS,
         global_attn_indexes=tuple(shape["GLOBAL_ATTN_INDEXES"]),
         window_size=sam.WINDOW_SIZE,
         out_chans=sam.PROMPT_EMBED_DIM,
