@@ -131,9 +131,10 @@ def test_sdpa_encoder_attention_equals_segment_anything(window, rel_pos):
         use_rel_pos=rel_pos,
         window_size=window,
     )
-    for block in eager.blocks if rel_pos else ():  # segment_anything starts them at zero
-        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
-        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    if rel_pos:  # segment_anything starts the tables at zero
+        for block in eager.blocks:
+            torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+            torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
     fused = copy.deepcopy(eager)
     assert use_sdpa_attention(fused) == 1 + 2  # the block's attention, the neck's LayerNorm2d
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
