@@ -199,6 +199,52 @@ def test_mask_loss_on_trains_sam(tiny_gpt2):
     assert any(n.startswith("roi_heads.mask_decoder.") for n in changed)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("cpu_chunk_tokens", [1, 0])  # one prompt per pass / all images at once
+def test_mask_loss_reads_the_caption_paths_decode(tiny_gpt2, cpu_chunk_tokens, checkpointing):
+    """SAM's box-prompt decode is shared by the caption and mask losses: the mask loss and its
+    gradients equal those of a decode of its own, and the caption loss is the one without masks."""
+    overrides = {
+        **MASKS,
+        "MODEL.SCA.MASK_LOSS.POINT_PROMPTS": False,
+        "MODEL.SCA.REGION_CHUNK_TOKENS.CPU": cpu_chunk_tokens,
+        "MODEL.SCA.MIXER.ACTIVATION_CHECKPOINTING": checkpointing,
+    }
+    model = _build(tiny_gpt2, **overrides).train()
+    head = model.roi_heads
+    boxes = [[[1, 2, 30, 40], [32, 40, 46, 60]], [], [[4, 4, 20, 24]]]
+    batch = [
+        _train_input(b, ["a red circle"] * len(b), seed=i, with_masks=True)
+        for i, b in enumerate(boxes)
+    ]
+    sam_params = [*head.prompt_encoder.parameters(), *head.mask_decoder.parameters()]
+
+    calls = []
+    hook = head.mask_decoder.register_forward_hook(lambda *_: calls.append(1))
+    losses = model(batch)
+    hook.remove()
+    assert len(calls) == (3 if cpu_chunk_tokens else 2)  # one decode per pass, none for masks
+    shared = torch.autograd.grad(losses["loss_mask"], sam_params, allow_unused=True)
+
+    embeddings = model.image_embeddings(batch)
+    prompts = [
+        RegionPrompts(boxes=torch.tensor(b, dtype=torch.float32).reshape(-1, 4)) for b in boxes
+    ]
+    masks = [_box_masks(b) for b in boxes]
+    alone = head.mask_loss(head.prompt_encoder, head.mask_decoder, embeddings, prompts, masks)
+    separate = torch.autograd.grad(alone["loss_mask"], sam_params, allow_unused=True)
+    torch.testing.assert_close(losses["loss_mask"], alone["loss_mask"])
+    torch.testing.assert_close(losses["loss_mask_iou"], alone["loss_mask_iou"])
+    assert sum(g is not None for g in shared) > 0
+    for a, b in zip(shared, separate):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+    head.mask_loss = None  # the caption path without masks
+    torch.testing.assert_close(model(batch)["loss_caption"], losses["loss_caption"])
+
+
 def test_mask_loss_needs_a_trained_sam_part(tiny_gpt2):
     with pytest.raises(ValueError, match="TRAIN_MASK_DECODER"):
         _build(tiny_gpt2, **{"MODEL.SCA.MASK_LOSS.ENABLED": True})
@@ -215,7 +261,7 @@ def test_mask_loss_learns_a_mask(tiny_gpt2):
     optimizer = torch.optim.Adam(params, lr=3e-3)
     prompts = [RegionPrompts(boxes=boxes)]
     for _ in range(60):
-        losses = model.mask_loss(head.prompt_encoder, head.mask_decoder, emb, prompts, [masks])
+        losses = head.mask_loss(head.prompt_encoder, head.mask_decoder, emb, prompts, [masks])
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()

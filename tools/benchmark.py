@@ -395,8 +395,8 @@ def bench_captions(cfg: CfgNode, args, device: torch.device) -> dict:
     from sca.evaluation import normalize_caption
     from sca.evaluation.dataset_gt import annotation_references, dataset_index
 
-    # as tools/train_net.py does: frozen parts that no checkpoint holds (the embedded default's
-    # random SAM decoder) are rebuilt from the config's seed
+    # as tools/train_net.py does: frozen parts that no checkpoint holds (e.g. a SAM decoder left
+    # at random values where SAM has no weights) are rebuilt from the config's seed
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     model = build_model(cfg).eval()
     SCACheckpointer(model).load(cfg.MODEL.WEIGHTS)

@@ -19,6 +19,7 @@ from .captioner import PrefixCaptioner
 from .fast_attention import checkpointed_by_caller
 from .generation import build_generation_config
 from .language_model import load_causal_lm
+from .mask_loss import SAMMaskLoss
 from .precision import module_dtype, store_frozen_as
 from .sam_builder import build_sam_mask_decoder, build_sam_prompt_encoder
 from .sam_regions import RegionPrompts, SAMRegionOutput, cat_or_only, decode_regions
@@ -53,6 +54,7 @@ class SCACaptionHead(nn.Module):
         box_pooled_queries: bool = False,
         caption_start_iter: int = 0,
         region_chunk_tokens: dict[str, int] | None = None,
+        mask_loss: SAMMaskLoss | None = None,
     ):
         super().__init__()
         self.prompt_encoder = prompt_encoder.requires_grad_(train_prompt_encoder)
@@ -67,6 +69,7 @@ class SCACaptionHead(nn.Module):
         self.box_pooled_queries = box_pooled_queries
         self.caption_start_iter = caption_start_iter
         self.region_chunk_tokens = region_chunk_tokens or {}
+        self.mask_loss = mask_loss
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
@@ -122,6 +125,7 @@ class SCACaptionHead(nn.Module):
             "box_pooled_queries": sca.MIXER.BOX_POOLED_QUERIES,
             "caption_start_iter": sca.LOSS.CAPTION_START_ITER,
             "region_chunk_tokens": {k.lower(): v for k, v in sca.REGION_CHUNK_TOKENS.items()},
+            "mask_loss": _build_mask_loss(cfg),
         }
 
     def region_chunk_size(self, device: torch.device) -> int:
@@ -153,10 +157,11 @@ class SCACaptionHead(nn.Module):
     def _decode(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[SAMRegionOutput, torch.Tensor | None]:
-        """SAM's outputs for one image's prompts (without masks in training: the caption loss
-        reads none), and their pooled features (if used)."""
+        """SAM's outputs for one image's prompts (in training without masks unless the mask loss
+        reads them: the caption loss reads none), and their pooled features (if used)."""
         pooled = self._pooled_region_features(image_embedding.to(module_dtype(self.mixer)), prompts)
-        return self._decode_sam(image_embedding, prompts, with_masks=not self.training), pooled
+        with_masks = not self.training or self.mask_loss is not None
+        return self._decode_sam(image_embedding, prompts, with_masks), pooled
 
     def _decode_sam(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts, with_masks: bool = True
@@ -182,35 +187,55 @@ class SCACaptionHead(nn.Module):
 
     def _training_queries(
         self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
-    ) -> list[torch.Tensor]:
-        """Caption queries of all regions of a batch, in order. Where REGION_CHUNK_TOKENS is 0
-        (CUDA), the regions of all images go through the mixer together: one pass instead of one
-        per image, the same arithmetic, fewer kernel launches."""
-        images = [(emb[None], p) for emb, p in zip(image_embeddings, prompts) if len(p)]
+    ) -> tuple[list[torch.Tensor], list[SAMRegionOutput | None]]:
+        """Caption queries of all regions of a batch, in order, and SAM's outputs per image (None
+        for an image without prompts), whose masks the mask loss reads. Where
+        REGION_CHUNK_TOKENS is 0 (CUDA), the regions of all images go through the mixer
+        together: one pass instead of one per image, the same arithmetic, fewer kernel launches."""
+        present = [i for i, p in enumerate(prompts) if len(p)]
+        sams: list[SAMRegionOutput | None] = [None] * len(prompts)
         chunk_size = self.region_chunk_size(image_embeddings.device)
         if chunk_size:
-            return [
-                cat_or_only([self._chunk_queries(emb, c) for c in p.split(chunk_size)])
-                for emb, p in images
-            ]
-        decoded = [self._decode(emb, p) for emb, p in images]
+            queries = []
+            for i in present:
+                chunks = prompts[i].split(chunk_size)
+                parts = [self._chunk_queries(image_embeddings[i][None], c) for c in chunks]
+                queries.append(cat_or_only([q for q, _ in parts]))
+                sams[i] = SAMRegionOutput.cat([s for _, s in parts], keep_embeddings=False)
+            return queries, sams
+        decoded = [self._decode(image_embeddings[i][None], prompts[i]) for i in present]
+        for i, (sam, _) in zip(present, decoded):
+            sams[i] = SAMRegionOutput.cat([sam], keep_embeddings=False)
         same_tokens = groupby(decoded, key=lambda d: d[0].tokens.shape[1])
-        return [self._mix(list(group)) for _, group in same_tokens]
+        return [self._mix(list(group)) for _, group in same_tokens], sams
 
-    def _chunk_queries(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> torch.Tensor:
-        """Training caption queries of one pass of prompts. With MIXER.ACTIVATION_CHECKPOINTING
-        the pass keeps only its inputs for backward and is recomputed there whole (SAM's decoder
-        and the mixer): where the regions go in several passes (CPU), per-block checkpoints would
-        keep each pass's block inputs until the LM's loss is back, many times more."""
+    def _chunk_queries(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts
+    ) -> tuple[torch.Tensor, SAMRegionOutput]:
+        """Training caption queries of one pass of prompts, and SAM's outputs for them (without
+        the per-region embeddings). With MIXER.ACTIVATION_CHECKPOINTING the pass keeps only its
+        inputs for backward and is recomputed there whole (SAM's decoder and the mixer): where
+        the regions go in several passes (CPU), per-block checkpoints would keep each pass's
+        block inputs until the LM's loss is back, many times more."""
         if not self.mixer.activation_checkpointing:
-            return self._mix([self._decode(image_embedding, prompts)])
-        return checkpoint(self._recomputed_queries, image_embedding, prompts, use_reentrant=False)
+            return self._decoded_queries(image_embedding, prompts)
+        queries, logits, iou, tokens = checkpoint(
+            self._recomputed_queries, image_embedding, prompts, use_reentrant=False
+        )
+        return queries, SAMRegionOutput(logits, iou, tokens, None)
+
+    def _decoded_queries(
+        self, image_embedding: torch.Tensor, prompts: RegionPrompts
+    ) -> tuple[torch.Tensor, SAMRegionOutput]:
+        decoded = self._decode(image_embedding, prompts)
+        return self._mix([decoded]), SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
 
     def _recomputed_queries(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         with checkpointed_by_caller():
-            return self._mix([self._decode(image_embedding, prompts)])
+            queries, sam = self._decoded_queries(image_embedding, prompts)
+        return queries, sam.mask_logits, sam.iou_predictions, sam.tokens
 
     def _pooled_region_features(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
@@ -246,20 +271,36 @@ class SCACaptionHead(nn.Module):
         image_embeddings: torch.Tensor,
         prompts: list[RegionPrompts],
         captions: list[list[str]],
+        masks: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Training: caption cross-entropy over all regions of the batch (zero before
-        ``caption_start_iter``)."""
+        ``caption_start_iter``), and with MODEL.SCA.MASK_LOSS SAM's mask losses against
+        ``masks[i]`` ((N_i, H, W) bool, input frame), from the same decode of the prompts."""
+        losses: dict[str, torch.Tensor] = {}
+        sams: list[SAMRegionOutput | None] | None = None
         if self.caption_start_iter and get_event_storage().iter < self.caption_start_iter:
-            return {"loss_caption": self._zero_loss()}
-        queries = self._training_queries(image_embeddings, prompts)
-        flat_captions = [c for per_image in captions for c in per_image]
+            losses["loss_caption"] = self._zero_loss()
+        else:
+            queries, sams = self._training_queries(image_embeddings, prompts)
+            losses["loss_caption"] = self._caption_loss(queries, captions)
+        if self.mask_loss is not None:
+            if masks is None:
+                raise ValueError("MODEL.SCA.MASK_LOSS.ENABLED: the head needs the regions' masks")
+            decoded = None  # SAM's masks of the caption path, where it ran
+            if sams is not None:
+                decoded = [None if s is None else (s.mask_logits, s.iou_predictions) for s in sams]
+            sam = (self.prompt_encoder, self.mask_decoder)
+            losses.update(self.mask_loss(*sam, image_embeddings, prompts, masks, decoded))
+        return losses
+
+    def _caption_loss(self, queries: list[torch.Tensor], captions: list[list[str]]) -> torch.Tensor:
         if not queries:
-            return {"loss_caption": self._zero_loss()}
+            return self._zero_loss()
         prefix = self.captioner.prefix(torch.cat(queries))
+        flat_captions = [c for per_image in captions for c in per_image]
         targets = self.captioner.encode_captions(flat_captions, self.max_caption_tokens)
         targets = targets.to(prefix.device, non_blocking=True)  # no wait for the queued work
-        loss = self.captioner.loss(prefix, targets, self.label_smoothing)
-        return {"loss_caption": loss}
+        return self.captioner.loss(prefix, targets, self.label_smoothing)
 
     @torch.no_grad()
     def inference(
@@ -298,3 +339,19 @@ class SCACaptionHead(nn.Module):
             )
             offset += n
         return results
+
+
+def _build_mask_loss(cfg: CfgNode) -> SAMMaskLoss | None:
+    """SAM's own loss for its trained prompt encoder / mask decoder (MODEL.SCA.MASK_LOSS)."""
+    sca = cfg.MODEL.SCA
+    if not sca.MASK_LOSS.ENABLED:
+        return None
+    if not (sca.SAM.TRAIN_PROMPT_ENCODER or sca.SAM.TRAIN_MASK_DECODER):
+        raise ValueError(
+            "MODEL.SCA.MASK_LOSS.ENABLED trains SAM's prompt encoder / mask decoder: set "
+            "MODEL.SCA.SAM.TRAIN_MASK_DECODER (and/or TRAIN_PROMPT_ENCODER) too"
+        )
+    m = sca.MASK_LOSS
+    return SAMMaskLoss(
+        cfg.INPUT.IMAGE_SIZE, m.FOCAL_WEIGHT, m.DICE_WEIGHT, m.IOU_WEIGHT, m.POINT_PROMPTS
+    )

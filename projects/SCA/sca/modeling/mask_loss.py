@@ -116,31 +116,45 @@ class SAMMaskLoss:
         embeddings: torch.Tensor,
         prompts: list[RegionPrompts],
         masks: list[torch.Tensor],
+        decoded: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """``prompts[i]`` and ``masks[i]`` ((N_i, H_i, W_i) bool, input frame) of image i."""
+        """``prompts[i]`` and ``masks[i]`` ((N_i, H_i, W_i) bool, input frame) of image i.
+        ``decoded[i]``, where given, holds SAM's multimask logits and IoU predictions for
+        ``prompts[i]`` as the caption head decoded them (with a graph): they are read, not
+        decoded again."""
         mask_terms, iou_terms = [], []
-        for embedding, p, m in zip(embeddings, prompts, masks):
+        for i, (embedding, p, m) in enumerate(zip(embeddings, prompts, masks)):
             nonempty = m.flatten(1).any(dim=1)
             if not nonempty.any():
                 continue
             m = m[nonempty]
-            variants = [
-                RegionPrompts(
-                    boxes=None if p.boxes is None else p.boxes[nonempty],
-                    points=None if p.points is None else p.points[nonempty],
-                    point_labels=None if p.point_labels is None else p.point_labels[nonempty],
+            given = None if decoded is None else decoded[i]
+            outputs, variants = [], []
+            if given is not None:
+                outputs.append((given[0][nonempty], given[1][nonempty]))
+            else:
+                variants.append(
+                    RegionPrompts(
+                        boxes=None if p.boxes is None else p.boxes[nonempty],
+                        points=None if p.points is None else p.points[nonempty],
+                        point_labels=None if p.point_labels is None else p.point_labels[nonempty],
+                    )
                 )
-            ]
             if self.point_prompts:
                 points = points_in_masks(m)
                 labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
                 variants.append(RegionPrompts(points=points, point_labels=labels))
-            logits, iou = _decode_together(prompt_encoder, mask_decoder, embedding[None], variants)
+            if variants:
+                outputs.append(
+                    _decode_together(prompt_encoder, mask_decoder, embedding[None], variants)
+                )
+            logits = torch.cat([o[0] for o in outputs])
+            iou = torch.cat([o[1] for o in outputs])
             targets = low_res_targets(m, self.image_size, tuple(logits.shape[-2:]))
             mask_loss, iou_loss = sam_mask_losses(
                 logits,
                 iou,
-                targets.repeat(len(variants), 1, 1),
+                targets.repeat(logits.shape[0] // len(m), 1, 1),
                 self.focal_weight,
                 self.dice_weight,
             )

@@ -13,7 +13,6 @@ from torch import nn
 from .anything import AnythingParams, segment_and_caption_anything
 from .caption_head import RegionPredictions, SCACaptionHead
 from .dense_ranking import rank_dense_regions
-from .mask_loss import SAMMaskLoss
 from .precision import inference_autocast, module_dtype, store_frozen_as
 from .proposals import SCAProposalHead
 from .sam_checkpoint import load_sam_into
@@ -35,7 +34,8 @@ class SegmentCaptionAnything(nn.Module):
     With ``proposal_source`` "rpn", ``proposal_head`` finds the regions (dense captioning); with
     "anything", SAM's automatic mask generation (``anything`` settings) does; ``dense`` (keyword
     arguments of :func:`rank_dense_regions`) ranks them.
-    In training, ``proposal_head`` and ``mask_loss`` add their losses when present.
+    In training, ``proposal_head`` adds its losses when present, and ``roi_heads`` SAM's mask
+    losses when it has a mask loss (MODEL.SCA.MASK_LOSS).
     """
 
     @configurable
@@ -53,7 +53,6 @@ class SegmentCaptionAnything(nn.Module):
         out_of_image_boxes: str = "clip",
         inference_autocast: str = "",
         proposal_head: SCAProposalHead | None = None,
-        mask_loss: SAMMaskLoss | None = None,
         dense: dict | None = None,
         anything: AnythingParams | None = None,
     ):
@@ -85,7 +84,6 @@ class SegmentCaptionAnything(nn.Module):
         self.out_of_image_boxes = out_of_image_boxes
         self.inference_autocast = inference_autocast
         self.proposal_head = proposal_head
-        self.mask_loss = mask_loss
         self.dense = dense or {}
         self.anything = anything or AnythingParams()
 
@@ -99,19 +97,9 @@ class SegmentCaptionAnything(nn.Module):
             sca.SAM.TRAIN_IMAGE_ENCODER,
         )
         roi_heads = build_roi_heads(cfg, backbone.output_shape())
-        proposal_head = mask_loss = None
+        proposal_head = None
         if sca.PROPOSALS.ENABLED:
             proposal_head = SCAProposalHead(cfg, backbone.output_shape()["sam"])
-        if sca.MASK_LOSS.ENABLED:
-            if not (sca.SAM.TRAIN_PROMPT_ENCODER or sca.SAM.TRAIN_MASK_DECODER):
-                raise ValueError(
-                    "MODEL.SCA.MASK_LOSS.ENABLED trains SAM's prompt encoder / mask decoder: set "
-                    "MODEL.SCA.SAM.TRAIN_MASK_DECODER (and/or TRAIN_PROMPT_ENCODER) too"
-                )
-            m = sca.MASK_LOSS
-            mask_loss = SAMMaskLoss(
-                cfg.INPUT.IMAGE_SIZE, m.FOCAL_WEIGHT, m.DICE_WEIGHT, m.IOU_WEIGHT, m.POINT_PROMPTS
-            )
         if sca.SAM.CHECKPOINT:
             load_sam_into(
                 sca.SAM.CHECKPOINT,
@@ -131,7 +119,6 @@ class SegmentCaptionAnything(nn.Module):
             "out_of_image_boxes": sca.OUT_OF_IMAGE_BOXES,
             "inference_autocast": sca.INFERENCE_AUTOCAST,
             "proposal_head": proposal_head,
-            "mask_loss": mask_loss,
             "dense": {
                 "caption_weight": sca.DENSE.CAPTION_SCORE_WEIGHT,
                 "nms_thresh": sca.DENSE.NMS_THRESH,
@@ -187,22 +174,14 @@ class SegmentCaptionAnything(nn.Module):
             prompts.append(self._prompts_from_fields(inst, "gt_boxes", "gt_points", x))
             gt_instances.append(inst.to(self.device))
             captions.append(list(inst.gt_captions) if len(inst) else [])
+        masks = None
+        if self.roi_heads.mask_loss is not None:
+            masks = [_gt_masks(inst, x) for inst, x in zip(gt_instances, batched_inputs)]
         embeddings = self.image_embeddings(batched_inputs)
-        losses = self.roi_heads(embeddings, prompts, captions)
+        losses = self.roi_heads(embeddings, prompts, captions, masks)
         if self.proposal_head is not None:
             sizes = _input_sizes(batched_inputs)
             losses.update(self.proposal_head(embeddings, sizes, gt_instances)[1])
-        if self.mask_loss is not None:
-            masks = [_gt_masks(inst, x) for inst, x in zip(gt_instances, batched_inputs)]
-            losses.update(
-                self.mask_loss(
-                    self.roi_heads.prompt_encoder,
-                    self.roi_heads.mask_decoder,
-                    embeddings,
-                    prompts,
-                    masks,
-                )
-            )
         return losses
 
     def inference(
