@@ -188,12 +188,13 @@ class SCACaptionHead(nn.Module):
     def _training_queries(
         self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
     ) -> tuple[list[torch.Tensor], list[SAMRegionOutput | None]]:
-        """Caption queries of all regions of a batch, in order, and SAM's outputs per image (None
-        for an image without prompts), whose masks the mask loss reads. Where
+        """Caption queries of all regions of a batch, in order, and SAM's outputs per image for
+        the mask loss (None for an image without prompts, and all None without a mask loss). Where
         REGION_CHUNK_TOKENS is 0 (CUDA), the regions of all images go through the mixer
         together: one pass instead of one per image, the same arithmetic, fewer kernel launches."""
         present = [i for i, p in enumerate(prompts) if len(p)]
         sams: list[SAMRegionOutput | None] = [None] * len(prompts)
+        keep_sams = self.mask_loss is not None  # nothing else reads them
         chunk_size = self.region_chunk_size(image_embeddings.device)
         if chunk_size:
             queries = []
@@ -201,11 +202,13 @@ class SCACaptionHead(nn.Module):
                 chunks = prompts[i].split(chunk_size)
                 parts = [self._chunk_queries(image_embeddings[i][None], c) for c in chunks]
                 queries.append(cat_or_only([q for q, _ in parts]))
-                sams[i] = SAMRegionOutput.cat([s for _, s in parts], keep_embeddings=False)
+                if keep_sams:
+                    sams[i] = SAMRegionOutput.cat([s for _, s in parts], keep_embeddings=False)
             return queries, sams
         decoded = [self._decode(image_embeddings[i][None], prompts[i]) for i in present]
-        for i, (sam, _) in zip(present, decoded):
-            sams[i] = SAMRegionOutput.cat([sam], keep_embeddings=False)
+        if keep_sams:
+            for i, (sam, _) in zip(present, decoded):
+                sams[i] = SAMRegionOutput.cat([sam], keep_embeddings=False)
         same_tokens = groupby(decoded, key=lambda d: d[0].tokens.shape[1])
         return [self._mix(list(group)) for _, group in same_tokens], sams
 
