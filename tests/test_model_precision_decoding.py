@@ -11,8 +11,10 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import get_rel_pos
 from test_model_captioning import _build, _random_boxes, _test_input, _train_input
 
+from sca.modeling import fast_attention
 from sca.modeling.fast_attention import (
     FastTwoWayAttentionBlock,
+    FoldedTwoWayAttentionBlock,
     relative_positions,
     use_activation_checkpointing,
     use_reference_attention,
@@ -101,25 +103,42 @@ def _two_way_inputs(n=3, c=32, hw=8, tokens=7):
     )
 
 
-def test_sdpa_attention_equals_segment_anything_attention():
+@pytest.mark.parametrize("tokens", [7, 1])
+@pytest.mark.parametrize("fold", [False, True], ids=["sam-decoder", "mixer-folded"])
+def test_sdpa_attention_equals_segment_anything_attention(fold, tokens):
+    """The fast two-way blocks (for the mixer with the prompt/image attention folded into the
+    prompt side) give segment_anything's outputs and gradients for every input and parameter."""
     torch.manual_seed(0)
     eager = TwoWayTransformer(depth=3, embedding_dim=32, num_heads=4, mlp_dim=64)
+    for p in eager.parameters():  # biases start at zero: make every folded term count
+        torch.nn.init.normal_(p, std=0.3)
     fused = copy.deepcopy(eager)
-    assert use_sdpa_attention(fused) == 3 * 3 + 1 + 3 + 1  # attention, blocks, transformer
+    assert use_sdpa_attention(fused, fold) == 3 * 3 + 1 + 3 + 1  # attention, blocks, transformer
+    block = FoldedTwoWayAttentionBlock if fold else FastTwoWayAttentionBlock
+    assert all(type(b) is block for b in fused.layers)
     assert fused.state_dict().keys() == eager.state_dict().keys()
-    inputs = _two_way_inputs()
-    q1, k1 = eager(*inputs)
-    grad_eager = torch.autograd.grad(q1.sum() + k1.sum(), inputs[2])[0]
-    q2, k2 = fused(*inputs)
-    grad_fused = torch.autograd.grad(q2.sum() + k2.sum(), inputs[2])[0]
+    image, pe, queries = _two_way_inputs(tokens=tokens)
+    inputs = (image.requires_grad_(), pe.requires_grad_(), queries)
+    weights = None  # random weights of the outputs in the loss, the same for both models
+    results = []
+    for model in (eager, fused):
+        q, k = model(*inputs)
+        weights = weights or (torch.randn_like(q), torch.randn_like(k))
+        loss = (q * weights[0]).sum() + (k * weights[1]).sum()
+        results.append((q, k, torch.autograd.grad(loss, [*inputs, *model.parameters()])))
+    (q1, k1, grads_eager), (q2, k2, grads_fused) = results
     torch.testing.assert_close(q2, q1, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k2, k1, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(grad_fused, grad_eager, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads_fused, grads_eager, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("band_rows", [0, 5], ids=["one-mask", "mask-in-bands"])
 @pytest.mark.parametrize("rel_pos", [True, False], ids=["rel_pos", "abs_pos_only"])
 @pytest.mark.parametrize("window", [0, 3], ids=["global", "windowed"])
-def test_sdpa_encoder_attention_equals_segment_anything(window, rel_pos):
+def test_sdpa_encoder_attention_equals_segment_anything(window, rel_pos, band_rows, monkeypatch):
+    if band_rows:  # the frozen encoder's position mask built for 5 query rows at a time
+        monkeypatch.setattr(fast_attention, "MASK_BAND_ELEMENTS", 2 * 4 * 64 * band_rows)
     torch.manual_seed(0)
     eager = ImageEncoderViT(
         img_size=64,
@@ -318,7 +337,7 @@ def _training_step_watching_mixer_blocks(model, batch, monkeypatch):
     how many of the image-token tensors the blocks read in the forward pass were still held
     when backward began."""
     blocks = list(model.roi_heads.mixer.transformer.layers)
-    original = FastTwoWayAttentionBlock.forward
+    original = FoldedTwoWayAttentionBlock.forward
     runs, inputs = [], []
 
     def watching(self, queries, keys, query_pe, key_pe):
@@ -326,7 +345,7 @@ def _training_step_watching_mixer_blocks(model, batch, monkeypatch):
         inputs.append(weakref.ref(keys))
         return original(self, queries, keys, query_pe, key_pe)
 
-    monkeypatch.setattr(FastTwoWayAttentionBlock, "forward", watching)
+    monkeypatch.setattr(FoldedTwoWayAttentionBlock, "forward", watching)
     loss = model.train()(batch)["loss_caption"]
     gc.collect()
     held = sum(ref() is not None for ref in inputs)

@@ -317,7 +317,13 @@ def training_batch(cfg: CfgNode, args, device: torch.device) -> list[dict]:
 
 
 def set_sdpa(model: torch.nn.Module, on: bool) -> None:
-    (use_sdpa_attention if on else use_reference_attention)(model)
+    """MODEL.SCA.SDPA_ATTENTION on or off: as built (the mixer's blocks folded) or
+    segment_anything's attention everywhere."""
+    if on:
+        use_sdpa_attention(model)
+        use_sdpa_attention(model.roi_heads.mixer, fold=True)
+    else:
+        use_reference_attention(model)
 
 
 def store_frozen_parts(model: torch.nn.Module, dtype: torch.dtype) -> None:

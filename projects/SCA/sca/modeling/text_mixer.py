@@ -36,7 +36,7 @@ class TextFeatureMixer(nn.Module):
             block_norm_eps,
         )
         if sdpa_attention:
-            use_sdpa_attention(self.transformer)
+            use_sdpa_attention(self.transformer, fold=True)
         if activation_checkpointing:
             use_activation_checkpointing(self.transformer)
         if compile:  # after the switches above, which re-class its modules
