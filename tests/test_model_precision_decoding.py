@@ -133,12 +133,14 @@ def test_sdpa_attention_equals_segment_anything_attention(fold, tokens):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("band_rows", [0, 5], ids=["one-mask", "mask-in-bands"])
+@pytest.mark.parametrize("heads_per_mask", [0, 3], ids=["one-mask", "mask-per-3-heads"])
 @pytest.mark.parametrize("rel_pos", [True, False], ids=["rel_pos", "abs_pos_only"])
 @pytest.mark.parametrize("window", [0, 3], ids=["global", "windowed"])
-def test_sdpa_encoder_attention_equals_segment_anything(window, rel_pos, band_rows, monkeypatch):
-    if band_rows:  # the frozen encoder's position mask built for 5 query rows at a time
-        monkeypatch.setattr(fast_attention, "MASK_BAND_ELEMENTS", 2 * 4 * 64 * band_rows)
+def test_sdpa_encoder_attention_equals_segment_anything(
+    window, rel_pos, heads_per_mask, monkeypatch
+):
+    if heads_per_mask:  # the frozen encoder's position mask for 3 of 2 x 4 (image, head) pairs
+        monkeypatch.setattr(fast_attention, "MASK_GROUP_ELEMENTS", 64 * 64 * heads_per_mask)
     torch.manual_seed(0)
     eager = ImageEncoderViT(
         img_size=64,

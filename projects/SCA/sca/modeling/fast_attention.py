@@ -136,22 +136,28 @@ def masked_rel_pos_attention(
     q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, scale: float
 ) -> Tensor:
     """softmax(scale q k^T + rel_h[key row] + rel_w[key column]) v with the positions as SDPA's
-    additive mask, for a band of query rows at a time: the whole mask of a global-attention
-    block is (B, heads, HW, HW), 1.6 GB for two images in ViT-B and 4.3 GB for one in ViT-H,
-    the peak memory of a CPU training step with a frozen encoder. A band's mask holds at most
-    ``MASK_BAND_ELEMENTS``; each query row is computed exactly as in one call."""
-    b, heads, n, _ = q.shape
-    rows = max(1, MASK_BAND_ELEMENTS // (b * heads * n))
+    additive mask, for a group of (image, head) pairs at a time: the whole mask of a
+    global-attention block is (B, heads, HW, HW), 1.6 GB for two images in ViT-B and 4.3 GB for
+    one in ViT-H, the peak memory of a CPU training step with a frozen encoder. A group's mask
+    holds at most ``MASK_GROUP_ELEMENTS`` (at least one head); each head is computed exactly as
+    in one call, and reads its keys and values once (bands of queries would re-read them)."""
+    b, heads, n, d = q.shape
+    per_call = max(1, MASK_GROUP_ELEMENTS // (n * n))
+    if per_call >= b * heads:
+        mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, n, n)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    q, k, v = (x.reshape(b * heads, 1, n, d) for x in (q, k, v))
+    rel_h, rel_w = (x.flatten(0, 1)[:, None] for x in (rel_h, rel_w))
     outs = []
-    for start in range(0, n, rows):
-        band = slice(start, start + rows)
-        mask = (rel_h[:, :, band, :, None] + rel_w[:, :, band, None, :]).reshape(b, heads, -1, n)
-        out = F.scaled_dot_product_attention(q[:, :, band], k, v, attn_mask=mask, scale=scale)
+    for group in range(0, b * heads, per_call):
+        part = slice(group, group + per_call)
+        mask = (rel_h[part, ..., :, None] + rel_w[part, ..., None, :]).reshape(-1, 1, n, n)
+        out = F.scaled_dot_product_attention(q[part], k[part], v[part], attn_mask=mask, scale=scale)
         outs.append(out)
-    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+    return torch.cat(outs).reshape(b, heads, n, d)
 
 
-MASK_BAND_ELEMENTS = 1 << 24  # 64 MB in float32
+MASK_GROUP_ELEMENTS = 1 << 26  # 256 MB in float32: 4 heads of SAM's 64 x 64 image tokens
 
 
 def augmented_rel_pos_attention(
