@@ -348,13 +348,19 @@ def _training_step_watching_mixer_blocks(model, batch, monkeypatch):
         return original(self, queries, keys, query_pe, key_pe)
 
     monkeypatch.setattr(FoldedTwoWayAttentionBlock, "forward", watching)
+    decodes = []
+    hook = model.roi_heads.mask_decoder.transformer.register_forward_hook(
+        lambda *_: decodes.append(1)
+    )
     loss = model.train()(batch)["loss_caption"]
     gc.collect()
     held = sum(ref() is not None for ref in inputs)
     loss.backward()
     monkeypatch.undo()
+    hook.remove()
     grads = [p.grad for p in model.roi_heads.mixer.parameters()]
-    return loss.detach(), grads, [runs.count(i) for i in range(len(blocks))], held
+    runs = [runs.count(i) for i in range(len(blocks))]
+    return loss.detach(), grads, runs, held, len(decodes)
 
 
 def test_checkpointed_region_passes_keep_gradients_and_recompute_once(tiny_gpt2, monkeypatch):
@@ -363,7 +369,7 @@ def test_checkpointed_region_passes_keep_gradients_and_recompute_once(tiny_gpt2,
     The same loss and gradients as without; no block's image tokens are held until backward
     (per-block checkpoints hold every block's input of every pass); and each mixer block
     runs twice per step (forward and one recomputation), not three times (a block checkpoint
-    inside a pass checkpoint)."""
+    inside a pass checkpoint); SAM's frozen decoder runs once per pass."""
     batch = [
         _train_input(_random_boxes(3, 1), ["a red circle", "blue", "a small green square"], 0),
         _train_input(_random_boxes(2, 2), ["two", "a yellow triangle"], seed=1),
@@ -383,7 +389,11 @@ def test_checkpointed_region_passes_keep_gradients_and_recompute_once(tiny_gpt2,
         )
         for ckpt in (False, True)
     ]
-    (loss, grads, runs, held), (ckpt_loss, ckpt_grads, ckpt_runs, ckpt_held) = results
+    (
+        (loss, grads, runs, held, decodes),
+        (ckpt_loss, ckpt_grads, ckpt_runs, ckpt_held, ckpt_decodes),
+    ) = results
+    assert decodes == ckpt_decodes == 5  # frozen SAM: decoded once per pass, not recomputed
     torch.testing.assert_close(ckpt_loss, loss, atol=1e-6, rtol=1e-6)
     for a, b in zip(ckpt_grads, grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -163,11 +163,14 @@ class SCACaptionHead(nn.Module):
         with_masks = not self.training or self.mask_loss is not None
         return self._decode_sam(image_embedding, prompts, with_masks), pooled
 
+    def _decoder_needs_graph(self, image_embedding: torch.Tensor) -> bool:
+        """SAM's decoder needs a graph when it is trained or a trained encoder lies behind it."""
+        return self.sam_trainable_now() or image_embedding.requires_grad
+
     def _decode_sam(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts, with_masks: bool = True
     ) -> SAMRegionOutput:
-        # SAM's decoder needs a graph when it is trained or when a trained encoder lies behind it
-        needs_graph = self.sam_trainable_now() or image_embedding.requires_grad
+        needs_graph = self._decoder_needs_graph(image_embedding)
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
             return decode_regions(
                 self.prompt_encoder, self.mask_decoder, image_embedding, prompts, with_masks
@@ -217,11 +220,16 @@ class SCACaptionHead(nn.Module):
     ) -> tuple[torch.Tensor, SAMRegionOutput]:
         """Training caption queries of one pass of prompts, and SAM's outputs for them (without
         the per-region embeddings). With MIXER.ACTIVATION_CHECKPOINTING the pass keeps only its
-        inputs for backward and is recomputed there whole (SAM's decoder and the mixer): where
+        inputs for backward and is recomputed there whole (SAM's decoder and the mixer; the
+        mixer alone where SAM's decoder runs without a graph, its outputs kept instead): where
         the regions go in several passes (CPU), per-block checkpoints would keep each pass's
         block inputs until the LM's loss is back, many times more."""
         if not self.mixer.activation_checkpointing:
             return self._decoded_queries(image_embedding, prompts)
+        if not self._decoder_needs_graph(image_embedding):  # frozen SAM: decoded once, not again
+            decoded = self._decode(image_embedding, prompts)
+            queries = checkpoint(self._recomputed_mix, decoded, use_reentrant=False)
+            return queries, SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
         queries, logits, iou, tokens = checkpoint(
             self._recomputed_queries, image_embedding, prompts, use_reentrant=False
         )
@@ -232,6 +240,10 @@ class SCACaptionHead(nn.Module):
     ) -> tuple[torch.Tensor, SAMRegionOutput]:
         decoded = self._decode(image_embedding, prompts)
         return self._mix([decoded]), SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
+
+    def _recomputed_mix(self, decoded: tuple[SAMRegionOutput, torch.Tensor | None]) -> torch.Tensor:
+        with checkpointed_by_caller():
+            return self._mix([decoded])
 
     def _recomputed_queries(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
