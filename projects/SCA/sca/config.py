@@ -48,8 +48,8 @@ def add_sca_config(cfg: CN) -> None:
     # Fast path for SAM's image encoder, SAM's mask decoder and the mixer: attention through
     # torch's fused scaled_dot_product_attention, two-way blocks that add the positional encoding
     # once and read token-major image tokens, the mixer's cross attentions folded into the prompt
-    # side (no projection of its image tokens), the frozen encoder's position mask built in
-    # bands of queries, LayerNorm2d as one fused call (same weights and math as
+    # side (no projection of its image tokens), the frozen encoder's position mask built for a
+    # few heads at a time, LayerNorm2d as one fused call (same weights and math as
     # segment_anything's; False: segment_anything's own modules).
     sca.SDPA_ATTENTION = True
     # Image tokens (prompts x H x W) per pass through SAM's mask decoder and the mixer, by device
