@@ -197,11 +197,18 @@ class FastTwoWayAttentionBlock(TwoWayAttentionBlock):
         queries = self.norm1(queries)
         keys_pe = keys + key_pe
         q = queries + query_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=keys_pe, v=keys))
+        queries = self.norm2(queries + self._token_to_image(q, keys_pe, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=keys_pe, k=q, v=queries))
+        keys = self.norm4(self._image_to_token(keys, keys_pe, q, queries))
         return queries, keys
+
+    def _token_to_image(self, q: Tensor, keys_pe: Tensor, keys: Tensor) -> Tensor:
+        return self.cross_attn_token_to_image(q=q, k=keys_pe, v=keys)
+
+    def _image_to_token(self, keys: Tensor, keys_pe: Tensor, q: Tensor, queries: Tensor) -> Tensor:
+        """The image tokens plus their attention to the prompt tokens (before ``norm4``)."""
+        return keys + self.cross_attn_image_to_token(q=keys_pe, k=q, v=queries)
 
 
 class FoldedTwoWayAttentionBlock(FastTwoWayAttentionBlock):
@@ -212,27 +219,20 @@ class FoldedTwoWayAttentionBlock(FastTwoWayAttentionBlock):
     segment_anything's attention modules (activation checkpointing without ``SDPA_ATTENTION``)
     it is the fast block."""
 
-    def forward(
-        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        to_tokens = self.cross_attn_image_to_token
-        if not isinstance(to_tokens, SDPAAttention):
-            return super().forward(queries, keys, query_pe, key_pe)
-        if self.skip_first_layer_pe:
-            queries = self.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q=q, k=q, v=queries)
-        queries = self.norm1(queries)
-        keys_pe = keys + key_pe
-        q = queries + query_pe
-        attn = token_to_image_attention(self.cross_attn_token_to_image, q, keys_pe, keys)
-        queries = self.norm2(queries + attn)
-        queries = self.norm3(queries + self.mlp(queries))
-        q = queries + query_pe
-        token_k, token_v = to_tokens.k_proj(q), to_tokens.v_proj(queries)
-        keys = self.norm4(image_to_token_attention(to_tokens, keys, keys_pe, token_k, token_v))
-        return queries, keys
+    def _folds(self) -> bool:
+        return isinstance(self.cross_attn_image_to_token, SDPAAttention)
+
+    def _token_to_image(self, q: Tensor, keys_pe: Tensor, keys: Tensor) -> Tensor:
+        if not self._folds():
+            return super()._token_to_image(q, keys_pe, keys)
+        return token_to_image_attention(self.cross_attn_token_to_image, q, keys_pe, keys)
+
+    def _image_to_token(self, keys: Tensor, keys_pe: Tensor, q: Tensor, queries: Tensor) -> Tensor:
+        if not self._folds():
+            return super()._image_to_token(keys, keys_pe, q, queries)
+        attn = self.cross_attn_image_to_token
+        token_k, token_v = attn.k_proj(q), attn.v_proj(queries)
+        return image_to_token_attention(attn, keys, keys_pe, token_k, token_v)
 
 
 class FastTwoWayTransformer(TwoWayTransformer):
