@@ -53,6 +53,7 @@ from transformers import (
 
 import sca
 from sca.engine.optim import build_sca_optimizer
+from sca.modeling.cuda_graph import CUDAGraphForward
 from sca.modeling.fast_attention import use_reference_attention, use_sdpa_attention
 from sca.modeling.precision import inference_autocast
 
@@ -91,6 +92,7 @@ VARIANTS = {
     "fp32-eager": {"sdpa": False},
     "fp32": {},
     "fp32-static": {"cache": "static"},
+    "fp32-graph": {"encoder_graph": True},
     "bf16-autocast": {"autocast": "bfloat16"},
     "fp16-autocast": {"autocast": "float16"},
     "bf16-autocast-static": {"autocast": "bfloat16", "cache": "static"},
@@ -103,8 +105,14 @@ VARIANTS = {
     },
     "bf16-model": {"model_dtype": torch.bfloat16},
     "bf16-model-static": {"model_dtype": torch.bfloat16, "cache": "static"},
+    "bf16-model-static-graph": {
+        "model_dtype": torch.bfloat16,
+        "cache": "static",
+        "encoder_graph": True,
+    },
 }
-# Training variants: AMP dtype, mixer activation checkpointing, torch.compile of the mixer.
+# Training variants: AMP dtype, mixer activation checkpointing, torch.compile of the mixer, the
+# frozen encoder as a CUDA graph.
 TRAIN_VARIANTS = {
     "fp32": {},
     "fp32-ckpt": {"checkpointing": True},
@@ -112,6 +120,8 @@ TRAIN_VARIANTS = {
     "bf16-amp": {"amp": torch.bfloat16},
     "fp16-amp-frozen16": {"amp": torch.float16, "frozen_dtype": torch.float16},
     "fp16-amp-compile": {"amp": torch.float16, "compile": True},
+    "fp16-amp-graph": {"amp": torch.float16, "encoder_graph": True},
+    "fp16-amp-compile-graph": {"amp": torch.float16, "compile": True, "encoder_graph": True},
     "fp32-compile": {"compile": True},
 }
 SECTIONS = ("encoder", "end_to_end", "anything", "training", "densecap_eval", "captions")
@@ -339,6 +349,8 @@ def set_inference_variant(model: torch.nn.Module, variant: dict, base_cfg: CfgNo
     model.inference_autocast = variant.get("autocast", base_cfg.MODEL.SCA.INFERENCE_AUTOCAST)
     gen = model.roi_heads.generation_config
     gen.cache_implementation = variant.get("cache") or None
+    graph = variant.get("encoder_graph", base_cfg.MODEL.SCA.SAM.ENCODER_CUDA_GRAPH)
+    model.backbone.cuda_graph = CUDAGraphForward(model.backbone.image_encoder) if graph else None
     model.float()
     if "model_dtype" in variant:
         model.to(variant["model_dtype"])
@@ -462,6 +474,7 @@ def bench_training(cfg, args, device, name: str) -> dict:
     cfg = cfg.clone()
     cfg.MODEL.SCA.MIXER.ACTIVATION_CHECKPOINTING = variant.get("checkpointing", False)
     cfg.MODEL.SCA.MIXER.COMPILE = variant.get("compile", False)
+    cfg.MODEL.SCA.SAM.ENCODER_CUDA_GRAPH = variant.get("encoder_graph", False)
     model = build_sca(cfg, args.lm).train()
     if "frozen_dtype" in variant:
         store_frozen_parts(model, variant["frozen_dtype"])

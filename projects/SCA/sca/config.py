@@ -92,6 +92,9 @@ def add_sca_config(cfg: CN) -> None:
     # "float32", "bfloat16" or "float16" (trained parts stay float32).
     sam.ENCODER_DTYPE = "float32"
     sam.DECODER_DTYPE = "float32"
+    # CUDA: replay the frozen image encoder as a CUDA graph, captured on its first call for each
+    # input shape and precision (one launch instead of ~30 per block; GPU memory for each graph).
+    sam.ENCODER_CUDA_GRAPH = False
 
     mixer = sca.MIXER = CN()
     # Text feature mixer: a SAM-shaped two-way transformer (paper: 12 layers, 8 heads, MLP 2048).

@@ -5,6 +5,7 @@ from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
+from .cuda_graph import CUDAGraphForward
 from .sam_builder import build_sam_image_encoder
 
 
@@ -20,8 +21,13 @@ class SAMImageEncoder(Backbone):
         self._out_feature_channels = {"sam": cfg.MODEL.SCA.SAM.PROMPT_EMBED_DIM}
         self._out_feature_strides = {"sam": cfg.MODEL.SCA.SAM.PATCH_SIZE}
         self.img_size = cfg.INPUT.IMAGE_SIZE
+        self.cuda_graph = None
+        if cfg.MODEL.SCA.SAM.ENCODER_CUDA_GRAPH:
+            self.cuda_graph = CUDAGraphForward(self.image_encoder)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.cuda_graph is not None and images.is_cuda and not torch.is_grad_enabled():
+            return {"sam": self.cuda_graph(images)}
         return {"sam": self.image_encoder(images)}
 
     @property
