@@ -37,6 +37,7 @@ from unittest import mock
 import numpy as np
 import torch
 import transformers
+from cpu_malloc import restart_with_jemalloc
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
@@ -534,6 +535,7 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "malloc": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system",
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
@@ -576,6 +578,7 @@ def print_table(report: dict) -> None:
 
 
 def main() -> None:
+    restart_with_jemalloc()  # as tools/train_net.py runs on CPU (it costs a second import here)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

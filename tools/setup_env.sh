@@ -20,13 +20,16 @@ want_stamp="$(cat setup.py requirements/*.txt tools/setup_env.sh | sha256sum | c
 can_apt() { command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; }
 # a browser is required only where it can be installed (its test skips elsewhere)
 browser_ready() { command -v chromedriver >/dev/null || ! can_apt; }
+# jemalloc likewise (CPU runs restart under it where it is installed: tools/cpu_malloc.py)
+jemalloc_found() { ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so'; }
+jemalloc_ready() { jemalloc_found || ! can_apt; }
 # the main packages are findable (located, not imported: importing them takes ~7 s)
 packages_found() {
   "$py" -c "import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ('torch', 'detectron2', 'transformers', 'segment_anything', 'sca')))" 2>/dev/null
 }
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]] && packages_found \
-   && command -v java >/dev/null && browser_ready; then
+   && command -v java >/dev/null && browser_ready && jemalloc_ready; then
   say "environment in $venv is up to date"
   exit 0
 fi
@@ -97,6 +100,17 @@ elif can_apt; then
 else
   say "WARNING: no chromium/chromedriver and cannot apt-get install them; the web app's browser"
   say "         test will be skipped ('sudo apt-get install chromium chromium-driver')."
+fi
+
+# 4c. jemalloc for CPU runs: glibc's heap fragments under SCA's training passes (tools/cpu_malloc.py).
+if jemalloc_found; then
+  say "jemalloc found"
+elif can_apt; then
+  say "installing jemalloc (libjemalloc2, Debian) for CPU runs"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null
+else
+  say "WARNING: no jemalloc and cannot apt-get install it; CPU runs use glibc's malloc (more memory)."
+  say "         install it for leaner CPU training ('sudo apt-get install libjemalloc2')."
 fi
 
 # 5. This project, editable, with the test tools; then the embedded default's LM file.

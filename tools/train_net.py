@@ -8,7 +8,14 @@
 Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over gloo.
 """
 
+import os
 import sys
+
+if __name__ == "__main__":  # the allocator is chosen when the process starts: before torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/, also through runpy
+    from cpu_malloc import restart_with_jemalloc
+
+    restart_with_jemalloc()
 
 try:  # first, so that a broken environment gives one message, not a deep traceback
     import sca

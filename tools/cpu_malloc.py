@@ -1,0 +1,43 @@
+"""Restart a tool's process under jemalloc, where it is installed, before torch is imported.
+
+A CPU training step of SAM ViT-B + GPT-2 frees and allocates activations of a few MB in every
+mixer block of every pass; glibc's malloc places the small long-lived allocations made between
+them in the freed holes, so its heap grew by ~0.15-0.3 GB per pass and a step peaked at 5-7 GB of
+RSS for 2.4 GB in use. jemalloc keeps such sizes apart: 3.4 GB. It must be preloaded when the
+process starts, hence the restart. Freed pages are kept for reuse (never purged): with its default
+purging the same step took 34-37 s instead of 24 s. ``SCA_MALLOC=system`` keeps glibc's malloc.
+Needs only the standard library (runs before any other import).
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+
+MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+
+def jemalloc_environment(environ: dict[str, str], library: str | None) -> dict[str, str] | None:
+    """The environment to restart with, or None to go on as is: opted out, no jemalloc, or
+    something preloaded already (jemalloc after the restart, or the user's own choice)."""
+    if environ.get("SCA_MALLOC", "jemalloc") != "jemalloc" or not library:
+        return None
+    if environ.get("LD_PRELOAD"):
+        return None
+    return {
+        **environ,
+        "LD_PRELOAD": library,
+        "MALLOC_CONF": environ.get("MALLOC_CONF", MALLOC_CONF),
+    }
+
+
+def restart_with_jemalloc() -> None:
+    """Re-execute this interpreter with the same command line and jemalloc preloaded (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    env = jemalloc_environment(dict(os.environ), ctypes.util.find_library("jemalloc"))
+    if env is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
