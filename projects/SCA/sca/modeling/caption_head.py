@@ -1,7 +1,7 @@
 """SCA's captioning ROI head: SAM's prompt encoder and mask decoder, the text feature mixer and
 the prefix-conditioned frozen LM."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import groupby
 
 import torch
@@ -202,7 +202,8 @@ class SCACaptionHead(nn.Module):
         if chunk_size:
             queries = []
             for i in present:
-                parts = self._image_passes(image_embeddings[i][None], prompts[i].split(chunk_size))
+                chunks = prompts[i].split(chunk_size)
+                parts = [self._chunk_queries(image_embeddings[i][None], c) for c in chunks]
                 queries.append(cat_or_only([q for q, _ in parts]))
                 if keep_sams:
                     sams[i] = SAMRegionOutput.cat([s for _, s in parts], keep_embeddings=False)
@@ -214,38 +215,21 @@ class SCACaptionHead(nn.Module):
         same_tokens = groupby(decoded, key=lambda d: d[0].tokens.shape[1])
         return [self._mix(list(group)) for _, group in same_tokens], sams
 
-    def _image_passes(
-        self, image_embedding: torch.Tensor, chunks: list[RegionPrompts]
-    ) -> list[tuple[torch.Tensor, SAMRegionOutput]]:
-        """Training caption queries and SAM's outputs (without the per-region embeddings) of one
-        image's passes of prompts. With MIXER.ACTIVATION_CHECKPOINTING each pass keeps only its
-        inputs for backward and is recomputed there whole (SAM's decoder and the mixer): where
-        the regions go in several passes (CPU), per-block checkpoints would keep each pass's
-        block inputs until the LM's loss is back, many times more. Where SAM's decoder runs
-        without a graph (frozen), all passes are decoded first and only the mixer is recomputed:
-        the decoder's outputs are kept instead, in one tensor written before any pass is mixed
-        (kept pieces among each pass's freed activations made the CPU heap grow by ~2 GB)."""
-        checkpointed = self.mixer.activation_checkpointing
-        if not checkpointed or self._decoder_needs_graph(image_embedding):
-            return [self._chunk_queries(image_embedding, c) for c in chunks]
-        decoded = [self._decode(image_embedding, c) for c in chunks]
-        kept = cat_or_only([sam.region_embeddings for sam, _ in decoded])
-        views = kept.split([len(c) for c in chunks])
-        decoded = [(replace(sam, region_embeddings=v), p) for (sam, p), v in zip(decoded, views)]
-        return [
-            (
-                checkpoint(self._recomputed_mix, d, use_reentrant=False),
-                SAMRegionOutput.cat([d[0]], keep_embeddings=False),
-            )
-            for d in decoded
-        ]
-
     def _chunk_queries(
         self, image_embedding: torch.Tensor, prompts: RegionPrompts
     ) -> tuple[torch.Tensor, SAMRegionOutput]:
-        """One pass of ``_image_passes`` where SAM's decoder is recomputed or not checkpointed."""
+        """Training caption queries of one pass of prompts, and SAM's outputs for them (without
+        the per-region embeddings). With MIXER.ACTIVATION_CHECKPOINTING the pass keeps only its
+        inputs for backward and is recomputed there whole (SAM's decoder and the mixer; the
+        mixer alone where SAM's decoder runs without a graph, its outputs kept instead): where
+        the regions go in several passes (CPU), per-block checkpoints would keep each pass's
+        block inputs until the LM's loss is back, many times more."""
         if not self.mixer.activation_checkpointing:
             return self._decoded_queries(image_embedding, prompts)
+        if not self._decoder_needs_graph(image_embedding):  # frozen SAM: decoded once, not again
+            decoded = self._decode(image_embedding, prompts)
+            queries = checkpoint(self._recomputed_mix, decoded, use_reentrant=False)
+            return queries, SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
         queries, logits, iou, tokens = checkpoint(
             self._recomputed_queries, image_embedding, prompts, use_reentrant=False
         )
