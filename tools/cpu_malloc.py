@@ -1,11 +1,14 @@
 """Restart a tool's process under jemalloc, where it is installed, before torch is imported.
 
-A CPU training step of SAM ViT-B + GPT-2 frees and allocates activations of a few MB in every
-mixer block of every pass; glibc's malloc places the small long-lived allocations made between
-them in the freed holes, so its heap grew by ~0.15-0.3 GB per pass and a step peaked at 5-7 GB of
-RSS for 2.4 GB in use. jemalloc keeps such sizes apart: 3.4 GB. It must be preloaded when the
-process starts, hence the restart. Freed pages are kept for reuse (never purged): with its default
-purging the same step took 34-37 s instead of 24 s. ``SCA_MALLOC=system`` keeps glibc's malloc.
+A CPU training step of SAM ViT-B + GPT-2 (2 x 16 regions, mixer checkpointed) frees and
+allocates activations of a few MB in every mixer block of every pass. Under glibc's malloc its
+heap grew by 0.15-0.3 GB per pass in some runs and not in others, so the step's peak RSS varied
+from 4 to 7.4 GB for at most 2.4 GB in use; under jemalloc it is 3.4 GB in every run. jemalloc
+must be preloaded when the process starts, hence the restart. Freed pages are kept for reuse,
+never purged: with purging (jemalloc's default, or a 30 s decay) the same step took 34-37 s
+instead of 24 s. Allocations of any size share the arenas (``oversize_threshold:0``): with a
+separate arena for those over 8 MB, never purged, the step without checkpointing held 18-21 GB
+(glibc 11.8, this setting 11.2). ``SCA_MALLOC=system`` keeps glibc's malloc.
 Needs only the standard library (runs before any other import).
 """
 
@@ -15,7 +18,7 @@ import ctypes.util
 import os
 import sys
 
-MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+MALLOC_CONF = "oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 def jemalloc_environment(environ: dict[str, str], library: str | None) -> dict[str, str] | None:
