@@ -21,7 +21,7 @@ can_apt() { command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; }
 # a browser is required only where it can be installed (its test skips elsewhere)
 browser_ready() { command -v chromedriver >/dev/null || ! can_apt; }
 # jemalloc likewise (CPU runs restart under it where it is installed: tools/cpu_malloc.py)
-jemalloc_found() { ldconfig -p 2>/dev/null | grep -q 'libjemalloc\.so'; }
+jemalloc_found() { ldconfig -p 2>/dev/null | grep 'libjemalloc\.so' >/dev/null; }  # no -q: SIGPIPE + pipefail
 jemalloc_ready() { jemalloc_found || ! can_apt; }
 # the main packages are findable (located, not imported: importing them takes ~7 s)
 packages_found() {
