@@ -93,7 +93,7 @@ def add_sca_config(cfg: CN) -> None:
     sam.ENCODER_DTYPE = "float32"
     sam.DECODER_DTYPE = "float32"
     # CUDA: replay the frozen image encoder as a CUDA graph, captured on its first call for each
-    # input shape and precision (one launch instead of ~30 per block; GPU memory for each graph).
+    # input shape and precision (one launch instead of tens per block; GPU memory for each graph).
     sam.ENCODER_CUDA_GRAPH = False
 
     mixer = sca.MIXER = CN()

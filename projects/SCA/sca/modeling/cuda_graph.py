@@ -1,8 +1,8 @@
 """A frozen module's forward replayed as a CUDA graph.
 
 On a GPU the training step and decoding are bound by the CPU's kernel launches, not by the GPU.
-SAM's frozen image encoder is a fixed sequence of ~30 launches per block (ViT-H: ~1,000 per
-call) on inputs of a fixed size, so it can be captured once per input shape and replayed as one
+SAM's frozen image encoder is a fixed sequence of launches (tens per block, 32 blocks in ViT-H)
+on inputs of a fixed size, so it can be captured once per input shape and replayed as one
 launch. The graph reads the module's weights where they were at capture: loading new values
 into them in place is seen, replacing them (``.to(dtype)``) captures anew.
 """
