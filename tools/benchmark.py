@@ -18,6 +18,7 @@ same weights, and reports how many captions match the first variant's; training 
 ``--train-variants`` entry. Trailing ``KEY VALUE`` pairs override the config.
 """
 
+# ruff: noqa: E402  (the restart below comes before the heavy imports)
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,14 @@ from functools import partial
 from pathlib import Path
 from unittest import mock
 
+if __name__ == "__main__":  # as tools/train_net.py: the allocator is chosen before torch loads
+    from cpu_malloc import restart_with_jemalloc
+
+    restart_with_jemalloc()
+
 import numpy as np
 import torch
 import transformers
-from cpu_malloc import restart_with_jemalloc
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import AMPTrainer, SimpleTrainer
 from detectron2.modeling import build_model
@@ -578,7 +583,6 @@ def print_table(report: dict) -> None:
 
 
 def main() -> None:
-    restart_with_jemalloc()  # as tools/train_net.py runs on CPU (it costs a second import here)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
