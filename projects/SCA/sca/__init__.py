@@ -9,6 +9,6 @@ from ._env import require_detectron2
 require_detectron2()
 
 from . import data, modeling  # noqa: E402  (registers data sets and model parts)
-from .config import add_sca_config  # noqa: E402
+from .config import add_sca_config, get_sca_cfg  # noqa: E402
 
-__all__ = ["add_sca_config", "data", "modeling"]
+__all__ = ["add_sca_config", "data", "get_sca_cfg", "modeling"]

@@ -1,6 +1,7 @@
 """SCA's additions to Detectron2's config. Every hyper-parameter lives here or in a YAML."""
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 # Hyper-parameters of the official SAM image encoders (segment_anything.build_sam).
 SAM_ENCODER_PRESETS = {
@@ -281,3 +282,12 @@ def add_sca_config(cfg: CN) -> None:
     ev.SPICE = False
     # Images with drawn masks and captions written by evaluation (0: none).
     ev.NUM_VIS_IMAGES = 0
+
+
+def get_sca_cfg(path: str | None = None) -> CN:
+    """Detectron2's default config with SCA's keys, merged with the YAML at ``path`` if given."""
+    cfg = get_cfg()
+    add_sca_config(cfg)
+    if path:
+        cfg.merge_from_file(path)
+    return cfg

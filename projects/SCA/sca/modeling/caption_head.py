@@ -13,7 +13,7 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import roi_align
-from transformers import GenerationConfig
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .captioner import PrefixCaptioner
 from .fast_attention import checkpointed_by_caller
@@ -72,16 +72,24 @@ class SCACaptionHead(nn.Module):
         self.mask_loss = mask_loss
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec] | None = None) -> dict:
+    def from_config(
+        cls,
+        cfg: CfgNode,
+        input_shape: dict[str, ShapeSpec] | None = None,
+        language_model: tuple[PreTrainedModel, PreTrainedTokenizerBase] | None = None,
+    ) -> dict:
+        """``language_model`` (model, tokenizer) is used instead of loading MODEL.SCA.LM."""
         sca = cfg.MODEL.SCA
-        lm, tokenizer = load_causal_lm(
-            sca.LM.NAME_OR_PATH,
-            sca.LM.GGUF_FILE,
-            sca.LM.TOKENIZER,
-            sca.LM.DTYPE,
-            load_weights=sca.LM.LOAD_WEIGHTS,
-            attn_implementation=sca.LM.ATTN_IMPLEMENTATION,
-        )
+        if language_model is None:
+            language_model = load_causal_lm(
+                sca.LM.NAME_OR_PATH,
+                sca.LM.GGUF_FILE,
+                sca.LM.TOKENIZER,
+                sca.LM.DTYPE,
+                load_weights=sca.LM.LOAD_WEIGHTS,
+                attn_implementation=sca.LM.ATTN_IMPLEMENTATION,
+            )
+        lm, tokenizer = language_model
         dim = sca.SAM.PROMPT_EMBED_DIM
         key = "MODEL.SCA.SAM.DECODER_DTYPE"
         prompt_encoder = store_frozen_as(

@@ -5,7 +5,13 @@ import logging
 import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_roi_heads
+from detectron2.modeling import (
+    META_ARCH_REGISTRY,
+    ROI_HEADS_REGISTRY,
+    Backbone,
+    build_backbone,
+    build_roi_heads,
+)
 from detectron2.structures import Boxes, Instances
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid
 from torch import nn
@@ -88,7 +94,9 @@ class SegmentCaptionAnything(nn.Module):
         self.anything = anything or AnythingParams()
 
     @classmethod
-    def from_config(cls, cfg: CfgNode) -> dict:
+    def from_config(cls, cfg: CfgNode, language_model: tuple | None = None) -> dict:
+        """``language_model`` (model, tokenizer), if given, replaces the LM that MODEL.SCA.LM
+        names (see :func:`sca.modeling.build_sca_model`)."""
         sca = cfg.MODEL.SCA
         backbone = store_frozen_as(
             build_backbone(cfg),
@@ -96,7 +104,11 @@ class SegmentCaptionAnything(nn.Module):
             "MODEL.SCA.SAM.ENCODER_DTYPE",
             sca.SAM.TRAIN_IMAGE_ENCODER,
         )
-        roi_heads = build_roi_heads(cfg, backbone.output_shape())
+        if language_model is None:
+            roi_heads = build_roi_heads(cfg, backbone.output_shape())
+        else:
+            head_cls = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
+            roi_heads = head_cls(cfg, backbone.output_shape(), language_model=language_model)
         proposal_head = None
         if sca.PROPOSALS.ENABLED:
             proposal_head = SCAProposalHead(cfg, backbone.output_shape()["sam"])
