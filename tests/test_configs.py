@@ -1,11 +1,11 @@
-"""Every YAML under configs/ loads through add_sca_config + merge_from_file."""
+"""Every YAML under configs/ loads through get_sca_cfg; unknown and renamed keys are refused."""
 
 from pathlib import Path
 
 import pytest
-from detectron2.config import get_cfg
 
-from sca.config import SAM_ENCODER_PRESETS, add_sca_config
+from sca.config import get_sca_cfg
+from sca.modeling.sam_builder import SAM_ENCODER_PRESETS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("**/*.yaml"))
 
@@ -17,9 +17,7 @@ def test_there_are_configs():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_loads(path):
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    cfg.merge_from_file(str(path))
+    cfg = get_sca_cfg(str(path))
     assert cfg.MODEL.META_ARCHITECTURE == "SegmentCaptionAnything"
     assert cfg.MODEL.SCA.SAM.ENCODER in (*SAM_ENCODER_PRESETS, "custom")
     assert cfg.INPUT.IMAGE_SIZE % cfg.MODEL.SCA.SAM.PATCH_SIZE == 0
@@ -30,7 +28,15 @@ def test_config_loads(path):
 def test_unknown_key_is_rejected(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("MODEL:\n  SCA:\n    MIXER:\n      DEEPTH: 3\n")
-    cfg = get_cfg()
-    add_sca_config(cfg)
     with pytest.raises(KeyError, match="DEEPTH"):
-        cfg.merge_from_file(str(bad))
+        get_sca_cfg(str(bad))
+
+
+def test_renamed_points_per_side_names_its_new_key(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("MODEL:\n  SCA:\n    POINTS_PER_SIDE: 16\n")
+    with pytest.raises(KeyError, match=r"renamed to MODEL\.SCA\.ANYTHING\.POINTS_PER_SIDE"):
+        get_sca_cfg(str(old))
+    with pytest.raises(KeyError, match=r"renamed to MODEL\.SCA\.ANYTHING\.POINTS_PER_SIDE"):
+        get_sca_cfg().merge_from_list(["MODEL.SCA.POINTS_PER_SIDE", "16"])
+    assert "POINTS_PER_SIDE" not in get_sca_cfg().MODEL.SCA

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from sca.config import add_sca_config
+from sca.config import get_sca_cfg
 from sca.data import build_sca_test_loader, build_sca_train_loader, register_sca_coco_json
 from sca.data.build import mixing_weights
 from sca.data.stream import ResumableTrainingStream
@@ -79,8 +78,7 @@ def two_sets(tmp_path):
 
 
 def make_cfg(train, ratios):
-    cfg = get_cfg()
-    add_sca_config(cfg)
+    cfg = get_sca_cfg()
     cfg.INPUT.IMAGE_SIZE = 64
     cfg.DATASETS.TRAIN = tuple(train)
     cfg.DATASETS.TRAIN_RATIOS = ratios

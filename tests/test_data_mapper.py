@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
-from sca.config import add_sca_config
+from sca.config import get_sca_cfg
 from sca.data import (
     AnnotationError,
     ImageReadError,
@@ -27,8 +26,7 @@ MEAN_UINT8 = torch.tensor([124, 116, 104], dtype=torch.uint8)  # SAM's pixel mea
 
 
 def make_cfg(**input_overrides):
-    cfg = get_cfg()
-    add_sca_config(cfg)
+    cfg = get_sca_cfg()
     cfg.INPUT.IMAGE_SIZE = SIZE
     for key, value in input_overrides.items():
         node, *path = key.split("__")

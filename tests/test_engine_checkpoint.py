@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sca.engine import SCACheckpointer
+from sca.checkpoint import SCACheckpointer
 from sca.modeling.sam_checkpoint import load_sam_state_dict
 from sca.utils.atomic_file import atomic_write
 from sca.utils.safe_load import UnsafeCheckpointError, safe_torch_load

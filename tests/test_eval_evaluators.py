@@ -9,11 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
-from sca.config import add_sca_config
+from sca.config import get_sca_cfg
 from sca.evaluation import (
     DenseCaptionEvaluator,
     RegionCaptionEvaluator,
@@ -208,8 +207,7 @@ def test_densecap_evaluator_matches_pure_function(dataset):
 
 
 def test_build_sca_evaluator(dataset):
-    cfg = get_cfg()
-    add_sca_config(cfg)
+    cfg = get_sca_cfg()
     names = [type(e).__name__ for e in build_sca_evaluator(cfg, dataset, None)._evaluators]
     assert names == ["DenseCaptionEvaluator", "RegionCaptionEvaluator"]
     cfg.MODEL.SCA.PROPOSAL_SOURCE = "grid"
@@ -243,8 +241,7 @@ def _two_process_worker(rank, port, out_dir):
         shared_meteor()
     name = "sca_test_eval_two_procs"
     register(name, "dense_caption")
-    cfg = get_cfg()
-    add_sca_config(cfg)
+    cfg = get_sca_cfg()
     evaluator = build_sca_evaluator(cfg, name, out_dir)
     evaluator.reset()
     image = IMAGES[rank]  # rank 0 evaluates image 11, rank 1 image 12

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from tiny_models import tiny_cfg
 
-from sca import add_sca_config
+from sca import get_sca_cfg
 from sca.engine import NonFiniteLossError, SCATrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,10 +238,8 @@ def test_nonfinite_loss_stops_with_a_checkpoint_of_the_last_good_state(
 ):
     monkeypatch.setenv("DETECTRON2_DATASETS", str(data_root))
     out = tmp_path / "nan"
-    cfg = get_cfg()
-    add_sca_config(cfg)
     overrides = {"SOLVER.CHECKPOINT_PERIOD": 100, "DATASETS.TEST": ()}
-    cfg.merge_from_file(str(_write_config(out, tiny_gpt2, **overrides)))
+    cfg = get_sca_cfg(str(_write_config(out, tiny_gpt2, **overrides)))
     trainer = SCATrainer(cfg)
     trainer.resume_or_load(resume=False)
     seen = {}

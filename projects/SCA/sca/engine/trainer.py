@@ -12,9 +12,9 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
+from ..checkpoint import SCACheckpointer
 from ..data import build_sca_test_loader, build_sca_train_loader
 from ..evaluation import build_sca_evaluator
-from .checkpoint import SCACheckpointer
 from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
 from .nonfinite import NonFiniteLossGuard
 from .optim import build_sca_optimizer

@@ -4,7 +4,7 @@ releases (downloaded, converted once and cached) and your own trained runs."""
 from .catalog import LANGUAGE_MODELS, RELEASES, SAM_CHECKPOINTS
 from .config_files import get_config_file, list_configs
 from .convert import convert_release
-from .model_zoo import get, get_checkpoint_url, get_config
+from .model_zoo import get, get_checkpoint_url, get_config, resolve_config
 
 __all__ = [
     "LANGUAGE_MODELS",
@@ -16,4 +16,5 @@ __all__ = [
     "get_config",
     "get_config_file",
     "list_configs",
+    "resolve_config",
 ]

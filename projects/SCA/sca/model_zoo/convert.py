@@ -5,12 +5,12 @@ import logging
 from pathlib import Path
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer
 
-from ..config import add_sca_config
+from ..config import get_sca_cfg
 from ..utils.atomic_file import atomic_write
 from ..utils.state_dicts import key_problems
 from .config_files import get_config_file
@@ -27,9 +27,7 @@ LM_FOLDER = "lm"
 
 def release_cfg(config: dict, lm_folder: str, source: str) -> CfgNode:
     """The paper recipe (Base-SCA.yaml) with the release's architecture."""
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    cfg.merge_from_file(get_config_file("Base-SCA.yaml"))
+    cfg = get_sca_cfg(get_config_file("Base-SCA.yaml"))
     apply_release_config(cfg, config, lm_folder, source)
     return cfg
 

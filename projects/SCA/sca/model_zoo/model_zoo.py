@@ -1,24 +1,19 @@
 """Detectron2's ``model_zoo`` API for SCA: shipped configs, official releases, trained models."""
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from torch import nn
 
-from ..config import add_sca_config
+from ..checkpoint import SCACheckpointer
+from ..config import get_sca_cfg
 from .catalog import RELEASES
 from .config_files import get_config_file
 from .release_cache import converted_release
-
-
-def _load_cfg(path: str) -> CfgNode:
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    cfg.merge_from_file(path)
-    return cfg
 
 
 def get_checkpoint_url(name: str) -> str:
@@ -49,10 +44,10 @@ def get_config(name: str, trained: bool = False) -> CfgNode:
     converted once (into the cache); a config file's run gives its own checkpoint."""
     if name in RELEASES:
         if not trained:
-            return _load_cfg(get_config_file(RELEASES[name].config))
-        return _load_cfg(str(converted_release(name, RELEASES[name])))
+            return get_sca_cfg(get_config_file(RELEASES[name].config))
+        return get_sca_cfg(str(converted_release(name, RELEASES[name])))
     path = name if os.path.isfile(name) else get_config_file(name)
-    cfg = _load_cfg(path)
+    cfg = get_sca_cfg(path)
     if trained:
         if not os.path.isfile(name):
             get_checkpoint_url(name)  # raises: nothing is published for the project's configs
@@ -60,10 +55,24 @@ def get_config(name: str, trained: bool = False) -> CfgNode:
     return cfg
 
 
+def resolve_config(
+    config: CfgNode | str, trained: bool = True, opts: Sequence[str] = ()
+) -> CfgNode:
+    """A copy of a config node, a YAML file's config, or a model-zoo name's config (with its
+    trained weights when ``trained``; see :func:`get_config`), with ``KEY VALUE`` overrides
+    ``opts`` merged in."""
+    if isinstance(config, CfgNode):
+        cfg = config.clone()
+    elif os.path.isfile(config):
+        cfg = get_sca_cfg(config)
+    else:
+        cfg = get_config(config, trained=trained)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
 def get(name: str, trained: bool = False, device: str | None = None) -> nn.Module:
     """A model in eval mode, with trained weights loaded when ``trained``."""
-    from ..engine.checkpoint import SCACheckpointer
-
     cfg = get_config(name, trained)
     cfg.MODEL.DEVICE = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(cfg)

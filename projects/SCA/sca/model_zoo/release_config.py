@@ -2,7 +2,7 @@
 
 from detectron2.config import CfgNode
 
-from ..config import SAM_ENCODER_PRESETS
+from ..modeling.sam_builder import SAM_ENCODER_PRESETS
 
 RELEASE_TASK_NAMES = ["recognition", "caption"]  # the release's task-token order
 

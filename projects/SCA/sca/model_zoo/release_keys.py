@@ -1,9 +1,9 @@
 """The key mapping from the official SCA release (Hugging Face SAM naming) to this project's model.
 
 ``RELEASE_KEY_RULES`` is the one table of the mapping: the converter applies it and
-``MODEL_ZOO.md`` prints it (a test keeps the two equal). Each row maps a key prefix of the release
-to a key prefix of this project's model (the part after the prefix is kept); ``{i}`` and ``{k}``
-stand for layer numbers and are carried over. The first matching row wins.
+``docs/MODEL_ZOO.md`` prints it (a test keeps the two equal). Each row maps a key prefix of the
+release to a key prefix of this project's model (the part after the prefix is kept); ``{i}`` and
+``{k}`` stand for layer numbers and are carried over. The first matching row wins.
 """
 
 import re
@@ -127,7 +127,7 @@ def convert_release_state_dict(
 
 
 def mapping_table_markdown() -> str:
-    """The table as Markdown rows, for MODEL_ZOO.md."""
+    """The table as Markdown rows, for docs/MODEL_ZOO.md."""
     rows = ["| release key prefix | this project's key prefix |", "|---|---|"]
     rows += [f"| `{src}` | `{dst}` |" for src, dst in RELEASE_KEY_RULES]
     return "\n".join(rows)

@@ -22,16 +22,14 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
-from ..utils.atomic_file import atomic_write
-from ..utils.safe_load import UnsafeCheckpointError, safe_torch_load
+from .utils.atomic_file import atomic_write
+from .utils.safe_load import UnsafeCheckpointError, safe_torch_load
 
 
 def frozen_parameter_names(model: nn.Module) -> set[str]:
     """Names of frozen parameters, tied aliases included (GPT-2's ``lm_head.weight`` is
     ``wte.weight``)."""
-    return {
-        n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad
-    }
+    return {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
 
 
 class SCACheckpointer(DetectionCheckpointer):
