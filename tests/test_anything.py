@@ -8,7 +8,7 @@ from detectron2.data import detection_utils
 from tiny_models import tiny_sam_cfg
 
 from sca.engine import SCAPredictor
-from sca.modeling.anything import AnythingParams, segment_and_caption_anything
+from sca.modeling.anything import AnythingGenerator, AnythingParams
 
 DOG = SHARED_DATA / "sam_demo_images" / "dog.jpg"
 # The tiny random SAM of tiny_sam_cfg predicts IoUs of about 0-0.5 here, so this
@@ -55,7 +55,7 @@ def _run(predictor, image, params):
     mixer = Counter(predictor.model.roi_heads.mixer)
     lm = Counter(predictor.model.roi_heads.captioner.language_project)
     try:
-        regions = segment_and_caption_anything(predictor.model, image, params)
+        regions = AnythingGenerator(predictor.model, params).generate(image)
     finally:
         for c in (encoder, mixer, lm):
             c.close()
@@ -93,7 +93,7 @@ def test_predictor_reuses_its_embedding(predictor, image):
     finally:
         encoder.close()
     assert encoder.calls == 0
-    fresh = segment_and_caption_anything(predictor.model, image, PARAMS)
+    fresh = AnythingGenerator(predictor.model, PARAMS).generate(image)
     assert torch.equal(regions.pred_masks, fresh.pred_masks)
     assert regions.pred_captions == fresh.pred_captions
 
@@ -129,7 +129,7 @@ def test_only_surviving_regions_reach_the_lm(predictor, image, nms):
 def test_caption_all_points_captions_every_point_first(predictor, image):
     params = AnythingParams(**{**PARAMS.__dict__, "caption_all_points": True})
     regions, encoder, mixer, lm = _run(predictor, image, params)
-    survivors = segment_and_caption_anything(predictor.model, image, PARAMS)
+    survivors = AnythingGenerator(predictor.model, PARAMS).generate(image)
     assert encoder.calls == 1
     assert mixer.rows == lm.rows == params.points_per_side**2
     # the same regions and captions either way

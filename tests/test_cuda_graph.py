@@ -6,8 +6,8 @@ from segment_anything.modeling import ImageEncoderViT
 from tiny_models import tiny_cfg
 
 from sca.modeling.cuda_graph import CUDAGraphForward
-from sca.modeling.fast_attention import use_sdpa_attention
 from sca.modeling.sam_backbone import SAMImageEncoder
+from sca.modeling.specialise import use_sdpa_attention
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 

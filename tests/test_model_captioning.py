@@ -205,6 +205,23 @@ def test_out_of_image_boxes_are_clipped(tiny_gpt2):
     assert inst.pred_boxes.tensor.tolist() == [[0.0, 0.0, float(W), 30.0]]
 
 
+def test_outputs_in_the_input_frame_without_postprocessing(tiny_gpt2):
+    """``inference(..., do_postprocess=False)`` keeps the resized image's frame, as Detectron2's
+    GeneralizedRCNN does; by default outputs are in the original ``height``/``width``."""
+    model = _build(tiny_gpt2).eval()
+    boxes = [[4.0, 8.0, 20.0, 40.0]]
+    x = dict(_test_input(boxes), height=2 * H, width=3 * W)
+    with torch.no_grad():
+        (original,) = model.inference([x])
+        (resized,) = model.inference([x], do_postprocess=False)
+    original, resized = original["instances"], resized["instances"]
+    assert original.image_size == original.pred_masks.shape[1:] == (2 * H, 3 * W)
+    assert original.pred_boxes.tensor.tolist() == [[12.0, 16.0, 60.0, 80.0]]
+    assert resized.image_size == resized.pred_masks.shape[1:] == (H, W)
+    assert resized.pred_boxes.tensor.tolist() == boxes
+    assert resized.pred_captions == original.pred_captions
+
+
 def test_out_of_image_boxes_rejected_when_configured(tiny_gpt2):
     model = _build(tiny_gpt2, **{"MODEL.SCA.OUT_OF_IMAGE_BOXES": "error"}).eval()
     with pytest.raises(ValueError, match="box 0 .* leaves"):
@@ -258,10 +275,10 @@ def test_real_smollm2_gguf_as_frozen_lm():
 
 def test_box_pooled_queries_average_the_embedding_inside_the_box(tiny_gpt2):
     model = _build(tiny_gpt2, **{"MODEL.SCA.MIXER.BOX_POOLED_QUERIES": True}).eval()
-    head = model.roi_heads
+    decoder = model.roi_heads.region_decoder
     embedding = torch.randn(1, 32, 4, 4)  # 64 px input, 16 px patches
     prompts = RegionPrompts(boxes=torch.tensor([[0.0, 0.0, 32.0, 32.0], [32.0, 16.0, 64.0, 48.0]]))
-    pooled = head._pooled_region_features(embedding, prompts)
+    pooled = decoder.pooled_region_features(embedding, prompts)
     assert torch.allclose(pooled[0], embedding[0, :, 0:2, 0:2].mean(dim=(1, 2)), atol=1e-6)
     assert torch.allclose(pooled[1], embedding[0, :, 1:3, 2:4].mean(dim=(1, 2)), atol=1e-6)
     points = RegionPrompts(
@@ -269,8 +286,8 @@ def test_box_pooled_queries_average_the_embedding_inside_the_box(tiny_gpt2):
     )
     one_patch = RegionPrompts(boxes=torch.tensor([[0.0, 0.0, 16.0, 16.0]]))
     assert torch.equal(
-        head._pooled_region_features(embedding, points),
-        head._pooled_region_features(embedding, one_patch),
+        decoder.pooled_region_features(embedding, points),
+        decoder.pooled_region_features(embedding, one_patch),
     )
     boxes = _random_boxes(16, seed=9)
     with torch.no_grad():

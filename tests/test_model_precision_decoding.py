@@ -11,16 +11,15 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import get_rel_pos
 from test_model_captioning import _build, _random_boxes, _test_input, _train_input
 
-from sca.modeling import fast_attention
-from sca.modeling.fast_attention import (
-    FastTwoWayAttentionBlock,
-    FoldedTwoWayAttentionBlock,
-    relative_positions,
+from sca.modeling import rel_pos_attention
+from sca.modeling.rel_pos_attention import relative_positions
+from sca.modeling.specialise import (
     use_activation_checkpointing,
     use_reference_attention,
     use_sdpa_attention,
 )
 from sca.modeling.text_mixer import TextFeatureMixer
+from sca.modeling.two_way_blocks import FastTwoWayAttentionBlock, FoldedTwoWayAttentionBlock
 
 BF16 = torch.bfloat16
 
@@ -140,7 +139,7 @@ def test_sdpa_encoder_attention_equals_segment_anything(
     window, rel_pos, heads_per_mask, monkeypatch
 ):
     if heads_per_mask:  # the frozen encoder's position mask for 3 of 2 x 4 (image, head) pairs
-        monkeypatch.setitem(fast_attention.MASK_GROUP_ELEMENTS, "cpu", 64 * 64 * heads_per_mask)
+        monkeypatch.setitem(rel_pos_attention.MASK_GROUP_ELEMENTS, "cpu", 64 * 64 * heads_per_mask)
     torch.manual_seed(0)
     eager = ImageEncoderViT(
         img_size=64,
@@ -320,7 +319,7 @@ def test_region_chunks_change_only_how_regions_are_batched(tiny_gpt2):
     tokens = h * w  # one prompt's image tokens
     for chunk, per_pass in ((0, 0), (tokens, 1), (2 * tokens + 1, 2)):
         model = _build(tiny_gpt2, **{"MODEL.SCA.REGION_CHUNK_TOKENS.CPU": chunk}).train()
-        assert model.roi_heads.region_chunk_size(torch.device("cpu")) == per_pass
+        assert model.roi_heads.region_decoder.chunk_size(torch.device("cpu")) == per_pass
         loss = model(batch)["loss_caption"]
         loss.backward()
         grads = [p.grad for p in model.roi_heads.mixer.parameters()]

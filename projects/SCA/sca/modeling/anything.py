@@ -15,12 +15,11 @@ done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import transforms as T
 from detectron2.layers import batched_nms
 from detectron2.structures import Boxes, Instances
 from segment_anything.utils.amg import (
@@ -35,9 +34,11 @@ from segment_anything.utils.amg import (
     uncrop_masks,
     uncrop_points,
 )
+from torch import Tensor, nn
 from torchvision.ops import box_area
 
 from ..data.inference_input import model_input
+from .postprocess import postprocess_masks, scale_boxes
 from .sam_regions import RegionPrompts
 
 # SAM's mask logit threshold (Sam.mask_threshold).
@@ -63,21 +64,9 @@ class AnythingParams:
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> AnythingParams:
-        a = cfg.MODEL.SCA.ANYTHING
-        return cls(
-            points_per_side=a.POINTS_PER_SIDE,
-            points_per_batch=a.POINTS_PER_BATCH,
-            pred_iou_thresh=a.PRED_IOU_THRESH,
-            stability_score_thresh=a.STABILITY_SCORE_THRESH,
-            stability_score_offset=a.STABILITY_SCORE_OFFSET,
-            box_nms_thresh=a.BOX_NMS_THRESH,
-            crop_n_layers=a.CROP_N_LAYERS,
-            crop_nms_thresh=a.CROP_NMS_THRESH,
-            crop_overlap_ratio=a.CROP_OVERLAP_RATIO,
-            crop_n_points_downscale_factor=a.CROP_N_POINTS_DOWNSCALE_FACTOR,
-            caption_all_points=a.CAPTION_ALL_POINTS,
-            caption_prompt=a.CAPTION_PROMPT,
-        )
+        """Each field from the key of its name in capitals."""
+        anything = cfg.MODEL.SCA.ANYTHING
+        return cls(**{f.name: anything[f.name.upper()] for f in fields(cls)})
 
 
 @dataclass
@@ -85,216 +74,210 @@ class _Crop:
     """One crop's encoded image and the frames its regions live in."""
 
     box: list[int]
-    embedding: torch.Tensor
+    embedding: Tensor
     input_hw: tuple[int, int]
     crop_hw: tuple[int, int]
     image_hw: tuple[int, int]
 
 
-@torch.no_grad()
-def segment_and_caption_anything(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    params: AnythingParams,
-    image_embedding: torch.Tensor | None = None,
-) -> Instances:
-    """Every region SAM finds in ``image``, with its caption.
+class AnythingGenerator:
+    """Every region SAM finds in an image, with its caption: what segment_anything's
+    ``SamAutomaticMaskGenerator`` is to ``SamPredictor``, for an SCA model.
 
-    Args:
-        model: a :class:`~sca.modeling.SegmentCaptionAnything` in eval mode.
-        image: HxWx3 uint8 in the model's ``INPUT.FORMAT``.
-        params: thresholds and grid (``AnythingParams.from_config(cfg)``).
-        image_embedding: (1, C, h, w) embedding of the whole image from
-            ``model.image_embeddings([model_input(image, model.image_size)[0]])``, to skip
-            encoding it again (the crops of further layers are always encoded).
+    It uses a few narrow calls of the model: ``image_embeddings`` (once per crop), its head's
+    ``region_decoder.sam_regions`` (SAM's masks for a batch of grid points) and ``inference``
+    (captions), and its ``image_size`` and ``device``::
 
-    Returns:
-        ``Instances`` of the image size (H, W), one per region, sorted by ``scores`` (highest
-        first), with ``pred_masks`` (R, H, W) bool, ``pred_boxes`` (the XYXY box around each
-        mask), ``scores`` (SAM's predicted IoU), ``stability_scores``, ``pred_captions`` (list
-        of str), ``caption_scores`` (mean token log-probability), ``prompt_points`` (R, 2) the XY
-        grid point that prompted the region and ``crop_boxes`` (R, 4) the XYXY crop it was
-        found in. Regions prompted by the same point share its caption.
+        generator = AnythingGenerator(model.eval(), AnythingParams.from_config(cfg))
+        regions = generator.generate(image)
     """
-    h, w = image.shape[:2]
-    crop_boxes, layer_idxs = generate_crop_boxes(
-        (h, w), params.crop_n_layers, params.crop_overlap_ratio
-    )
-    grids = build_all_layer_point_grids(
-        params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor
-    )
-    crops: list[_Crop] = []
-    data = MaskData()
-    for crop_box, layer in zip(crop_boxes, layer_idxs):
-        whole = crop_box == [0, 0, w, h]
-        crop, crop_data = _crop_regions(
-            model, image, crop_box, grids[layer], params, image_embedding if whole else None
+
+    def __init__(self, model: nn.Module, params: AnythingParams):
+        self.model = model
+        self.params = params
+
+    @torch.no_grad()
+    def generate(self, image: np.ndarray, image_embedding: Tensor | None = None) -> Instances:
+        """Every region SAM finds in ``image``, with its caption.
+
+        Args:
+            image: HxWx3 uint8 in the model's ``INPUT.FORMAT`` (RGB by default).
+            image_embedding: (1, C, h, w) embedding of the whole image from
+                ``model.image_embeddings([model_input(image, model.image_size)[0]])``, to skip
+                encoding it again (the crops of further layers are always encoded).
+
+        Returns:
+            ``Instances`` of the image size (H, W), one per region, sorted by ``scores`` (highest
+            first), with ``pred_masks`` (R, H, W) bool, ``pred_boxes`` (the XYXY box around each
+            mask), ``scores`` (SAM's predicted IoU), ``stability_scores``, ``pred_captions`` (list
+            of str), ``caption_scores`` (mean token log-probability), ``prompt_points`` (R, 2)
+            the XY grid point that prompted the region and ``crop_boxes`` (R, 4) the XYXY crop it
+            was found in. Regions prompted by the same point share its caption.
+        """
+        params = self.params
+        h, w = image.shape[:2]
+        crop_boxes, layer_idxs = generate_crop_boxes(
+            (h, w), params.crop_n_layers, params.crop_overlap_ratio
         )
-        crop_data["crop_index"] = torch.full((len(crop_data["scores"]),), len(crops))
-        crops.append(crop)
-        data.cat(crop_data)
-    if len(crops) > 1 and len(data["scores"]):
-        # prefer masks from smaller crops, as SAM does
-        scores = 1 / box_area(data["crop_boxes"].float())
-        keep = batched_nms(
-            data["boxes"].float(), scores, torch.zeros_like(scores), params.crop_nms_thresh
+        grids = build_all_layer_point_grids(
+            params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor
         )
-        data.filter(keep)
-    if not params.caption_all_points:
-        _caption_survivors(model, crops, data, params.caption_prompt)
-    return _to_instances(model, crops, data, (h, w))
+        crops: list[_Crop] = []
+        data = MaskData()
+        for crop_box, layer in zip(crop_boxes, layer_idxs):
+            whole = crop_box == [0, 0, w, h]
+            embedding = image_embedding if whole else None
+            crop, crop_data = self._crop_regions(image, crop_box, grids[layer], embedding)
+            crop_data["crop_index"] = torch.full((len(crop_data["scores"]),), len(crops))
+            crops.append(crop)
+            data.cat(crop_data)
+        if len(crops) > 1 and len(data["scores"]):
+            # prefer masks from smaller crops, as SAM does
+            scores = 1 / box_area(data["crop_boxes"].float())
+            keep = batched_nms(
+                data["boxes"].float(), scores, torch.zeros_like(scores), params.crop_nms_thresh
+            )
+            data.filter(keep)
+        if not params.caption_all_points:
+            self._caption_survivors(crops, data)
+        return self._instances(crops, data, (h, w))
 
+    def _crop_regions(
+        self, image: np.ndarray, crop_box: list[int], grid: np.ndarray, embedding: Tensor | None
+    ) -> tuple[_Crop, MaskData]:
+        """Encode one crop, decode its grid points in batches, filter, and NMS within the crop."""
+        x0, y0, x1, y1 = crop_box
+        crop_image = image[y0:y1, x0:x1]
+        inputs, transform = model_input(crop_image, self.model.image_size)
+        if embedding is None:
+            embedding = self.model.image_embeddings([inputs])
+        input_hw = tuple(inputs["image"].shape[-2:])
+        crop = _Crop(crop_box, embedding, input_hw, crop_image.shape[:2], image.shape[:2])
+        points = (grid * np.array([crop.crop_hw[1], crop.crop_hw[0]])).astype(np.float32)
+        points_in = transform.apply_coords(points.copy()).astype(np.float32)
+        indices = np.arange(len(points))
+        data = MaskData()
+        for batch_in, batch_idx in batch_iterator(self.params.points_per_batch, points_in, indices):
+            data.cat(self._batch_regions(crop, batch_in, batch_idx))
+        if len(data["scores"]):
+            keep = batched_nms(
+                data["boxes"].float(),
+                data["scores"],
+                torch.zeros_like(data["scores"]),
+                self.params.box_nms_thresh,
+            )
+            data.filter(keep)
+        data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+        data["points"] = uncrop_points(torch.as_tensor(points)[data["point_index"]], crop_box)
+        data["points_in"] = torch.as_tensor(points_in)[data["point_index"]]
+        data["crop_boxes"] = torch.tensor([crop_box] * len(data["scores"])).reshape(-1, 4)
+        return crop, data
 
-def _crop_regions(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    crop_box: list[int],
-    grid: np.ndarray,
-    params: AnythingParams,
-    embedding: torch.Tensor | None,
-) -> tuple[_Crop, MaskData]:
-    """Encode one crop, decode its grid points in batches, filter, and NMS within the crop."""
-    x0, y0, x1, y1 = crop_box
-    crop_image = image[y0:y1, x0:x1]
-    inputs, transform = model_input(crop_image, model.image_size)
-    if embedding is None:
-        embedding = model.image_embeddings([inputs])
-    input_hw = tuple(inputs["image"].shape[-2:])
-    crop = _Crop(crop_box, embedding, input_hw, crop_image.shape[:2], image.shape[:2])
-    points = (grid * np.array([crop.crop_hw[1], crop.crop_hw[0]])).astype(np.float32)
-    points_in = transform.apply_coords(points.copy()).astype(np.float32)
-    indices = np.arange(len(points))
-    data = MaskData()
-    for batch_in, batch_idx in batch_iterator(params.points_per_batch, points_in, indices):
-        data.cat(_batch_regions(model, crop, batch_in, batch_idx, params, transform))
-    if len(data["scores"]):
-        keep = batched_nms(
-            data["boxes"].float(),
-            data["scores"],
-            torch.zeros_like(data["scores"]),
-            params.box_nms_thresh,
+    def _batch_regions(
+        self, crop: _Crop, points_in: np.ndarray, point_index: np.ndarray
+    ) -> MaskData:
+        """SAM's three masks for each point of a batch, those that pass the filters kept."""
+        params, device = self.params, self.model.device
+        prompts = RegionPrompts(
+            points=torch.as_tensor(points_in, device=device)[:, None, :],
+            point_labels=torch.ones(len(points_in), 1, dtype=torch.long, device=device),
         )
-        data.filter(keep)
-    data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
-    data["points"] = uncrop_points(torch.as_tensor(points)[data["point_index"]], crop_box)
-    data["points_in"] = torch.as_tensor(points_in)[data["point_index"]]
-    data["crop_boxes"] = torch.tensor([crop_box] * len(data["scores"])).reshape(-1, 4)
-    return crop, data
+        heads = self.model.roi_heads
+        captions = None
+        if params.caption_all_points:
+            pred = heads.inference(crop.embedding, [prompts])[0]
+            sam = pred.sam
+            captions = [c for c in pred.captions for _ in range(3)]
+            caption_scores = pred.caption_scores.repeat_interleave(3)
+        else:
+            sam = heads.region_decoder.sam_regions(crop.embedding, prompts)
+        num_masks = sam.iou_predictions.shape[1]
+        data = MaskData(
+            low_res_logits=sam.mask_logits.flatten(0, 1),
+            scores=sam.iou_predictions.flatten(),
+            point_index=torch.as_tensor(point_index).repeat_interleave(num_masks),
+        )
+        if captions is not None:
+            data["captions"] = captions
+            data["caption_scores"] = caption_scores
+        if params.pred_iou_thresh > 0:
+            data.filter(data["scores"] >= params.pred_iou_thresh)
+        logits = postprocess_masks(
+            data["low_res_logits"][:, None], crop.input_hw, crop.input_hw, self.model.image_size
+        )[:, 0]
+        data["stability_scores"] = calculate_stability_score(
+            logits, MASK_THRESHOLD, params.stability_score_offset
+        )
+        if params.stability_score_thresh > 0:
+            keep = data["stability_scores"] >= params.stability_score_thresh
+            data.filter(keep)
+            logits = logits[keep]
+        # boxes in the crop's original frame (the masks are at the input resolution)
+        data["boxes_in"] = batched_mask_to_box(logits > MASK_THRESHOLD).float()
+        data["boxes"] = scale_boxes(data["boxes_in"], crop.input_hw, crop.crop_hw)
+        image_box = [0, 0, crop.image_hw[1], crop.image_hw[0]]
+        data.filter(~is_box_near_crop_edge(data["boxes"], crop.box, image_box))
+        return data
 
-
-def _batch_regions(
-    model: torch.nn.Module,
-    crop: _Crop,
-    points_in: np.ndarray,
-    point_index: np.ndarray,
-    params: AnythingParams,
-    transform: T.Transform,
-) -> MaskData:
-    """SAM's three masks for each point of a batch, those that pass the filters kept."""
-    device = model.device
-    prompts = RegionPrompts(
-        points=torch.as_tensor(points_in, device=device)[:, None, :],
-        point_labels=torch.ones(len(points_in), 1, dtype=torch.long, device=device),
-    )
-    heads = model.roi_heads
-    captions = None
-    if params.caption_all_points:
-        pred = heads.inference(crop.embedding, [prompts])[0]
-        sam = pred.sam
-        captions = [c for c in pred.captions for _ in range(3)]
-        caption_scores = pred.caption_scores.repeat_interleave(3)
-    else:
-        sam = heads.sam_regions(crop.embedding, prompts)
-    num_masks = sam.iou_predictions.shape[1]
-    data = MaskData(
-        low_res_logits=sam.mask_logits.flatten(0, 1),
-        scores=sam.iou_predictions.flatten(),
-        point_index=torch.as_tensor(point_index).repeat_interleave(num_masks),
-    )
-    if captions is not None:
-        data["captions"] = captions
-        data["caption_scores"] = caption_scores
-    if params.pred_iou_thresh > 0:
-        data.filter(data["scores"] >= params.pred_iou_thresh)
-    logits = model.postprocess_masks(data["low_res_logits"][:, None], crop.input_hw, crop.input_hw)
-    logits = logits[:, 0]
-    data["stability_scores"] = calculate_stability_score(
-        logits, MASK_THRESHOLD, params.stability_score_offset
-    )
-    if params.stability_score_thresh > 0:
-        keep = data["stability_scores"] >= params.stability_score_thresh
-        data.filter(keep)
-        logits = logits[keep]
-    # boxes in the crop's original frame (the masks are at the input resolution)
-    boxes_in = batched_mask_to_box(logits > MASK_THRESHOLD).float()
-    data["boxes_in"] = boxes_in
-    boxes = transform.inverse().apply_box(boxes_in.cpu().numpy())
-    data["boxes"] = torch.as_tensor(boxes, dtype=torch.float32, device=boxes_in.device).reshape(
-        -1, 4
-    )
-    image_box = [0, 0, crop.image_hw[1], crop.image_hw[0]]
-    data.filter(~is_box_near_crop_edge(data["boxes"], crop.box, image_box))
-    return data
-
-
-def _caption_survivors(
-    model: torch.nn.Module, crops: list[_Crop], data: MaskData, caption_prompt: str = "point"
-) -> None:
-    """Caption each surviving region: once per (crop, grid point), prompted by that point, or
-    with ``caption_prompt`` "box" once per region, prompted by the box around its mask (the
-    prompts of a captioner trained on boxes)."""
-    if caption_prompt not in ("point", "box"):
-        raise ValueError(f"MODEL.SCA.ANYTHING.CAPTION_PROMPT={caption_prompt!r}: point or box")
-    n = len(data["scores"])
-    captions = [""] * n
-    scores = torch.zeros(n)
-    for c, crop in enumerate(crops):
-        rows = (data["crop_index"] == c).nonzero().flatten().tolist()
-        if not rows:
-            continue
-        if caption_prompt == "box":
-            boxes = data["boxes_in"][rows].to(model.device).clone()
-            boxes[:, 2:] += 1  # the mask's last pixels -> their outer edges, as box annotations
-            pred = model.roi_heads.inference(crop.embedding, [RegionPrompts(boxes=boxes)])[0]
-            for k, row in enumerate(rows):
+    def _caption_survivors(self, crops: list[_Crop], data: MaskData) -> None:
+        """Caption each surviving region: once per (crop, grid point), prompted by that point, or
+        with ``caption_prompt`` "box" once per region, prompted by the box around its mask (the
+        prompts of a captioner trained on boxes)."""
+        caption_prompt = self.params.caption_prompt
+        if caption_prompt not in ("point", "box"):
+            raise ValueError(f"MODEL.SCA.ANYTHING.CAPTION_PROMPT={caption_prompt!r}: point or box")
+        device = self.model.device
+        n = len(data["scores"])
+        captions = [""] * n
+        scores = torch.zeros(n)
+        for c, crop in enumerate(crops):
+            rows = (data["crop_index"] == c).nonzero().flatten().tolist()
+            if not rows:
+                continue
+            if caption_prompt == "box":
+                boxes = data["boxes_in"][rows].to(device).clone()
+                boxes[:, 2:] += 1  # the mask's last pixels -> their outer edges, as box annotations
+                prompts = RegionPrompts(boxes=boxes)
+                region_of_row = range(len(rows))
+            else:  # the first row of each grid point stands for the point
+                unique, inverse = torch.unique(data["point_index"][rows], return_inverse=True)
+                first = [rows[inverse.tolist().index(u)] for u in range(len(unique))]
+                prompts = RegionPrompts(
+                    points=data["points_in"][first].to(device)[:, None, :],
+                    point_labels=torch.ones(len(first), 1, dtype=torch.long, device=device),
+                )
+                region_of_row = inverse.tolist()
+            pred = self.model.roi_heads.inference(crop.embedding, [prompts])[0]
+            for row, k in zip(rows, region_of_row):
                 captions[row] = pred.captions[k]
                 scores[row] = pred.caption_scores[k]
-            continue
-        unique, inverse = torch.unique(data["point_index"][rows], return_inverse=True)
-        first = [rows[inverse.tolist().index(u)] for u in range(len(unique))]
-        prompts = RegionPrompts(
-            points=data["points_in"][first].to(model.device)[:, None, :],
-            point_labels=torch.ones(len(first), 1, dtype=torch.long, device=model.device),
-        )
-        pred = model.roi_heads.inference(crop.embedding, [prompts])[0]
-        for row, u in zip(rows, inverse.tolist()):
-            captions[row] = pred.captions[u]
-            scores[row] = pred.caption_scores[u]
-    data["captions"] = captions
-    data["caption_scores"] = scores
+        data["captions"] = captions
+        data["caption_scores"] = scores
 
-
-def _to_instances(
-    model: torch.nn.Module, crops: list[_Crop], data: MaskData, image_hw: tuple[int, int]
-) -> Instances:
-    """Full-resolution masks for the survivors, in the image frame, highest score first."""
-    n = len(data["scores"])
-    masks = torch.zeros((n, *image_hw), dtype=torch.bool, device=model.device)
-    for c, crop in enumerate(crops):
-        rows = (data["crop_index"] == c).nonzero().flatten().to(model.device)
-        if len(rows) == 0:
-            continue
-        logits = data["low_res_logits"][rows][:, None]
-        crop_masks = model.postprocess_masks(logits, crop.input_hw, crop.crop_hw)[:, 0]
-        masks[rows] = uncrop_masks(crop_masks > MASK_THRESHOLD, crop.box, *image_hw)
-    order = torch.argsort(data["scores"], descending=True).cpu()
-    out = Instances(image_hw)
-    out.pred_masks = masks[order.to(model.device)]
-    out.pred_boxes = Boxes(batched_mask_to_box(out.pred_masks).float())
-    out.scores = data["scores"][order.to(data["scores"].device)]
-    out.stability_scores = data["stability_scores"][order.to(data["scores"].device)]
-    out.pred_captions = [data["captions"][i] for i in order.tolist()]
-    out.caption_scores = torch.as_tensor(data["caption_scores"])[order].to(model.device)
-    out.prompt_points = data["points"][order].float().to(model.device)
-    out.crop_boxes = data["crop_boxes"][order].float().to(model.device)
-    return out
+    def _instances(
+        self, crops: list[_Crop], data: MaskData, image_hw: tuple[int, int]
+    ) -> Instances:
+        """Full-resolution masks for the survivors, in the image frame, highest score first."""
+        device = self.model.device
+        n = len(data["scores"])
+        masks = torch.zeros((n, *image_hw), dtype=torch.bool, device=device)
+        for c, crop in enumerate(crops):
+            rows = (data["crop_index"] == c).nonzero().flatten().to(device)
+            if len(rows) == 0:
+                continue
+            logits = data["low_res_logits"][rows][:, None]
+            crop_masks = postprocess_masks(
+                logits, crop.input_hw, crop.crop_hw, self.model.image_size
+            )[:, 0]
+            masks[rows] = uncrop_masks(crop_masks > MASK_THRESHOLD, crop.box, *image_hw)
+        order = torch.argsort(data["scores"], descending=True).cpu()
+        out = Instances(image_hw)
+        out.pred_masks = masks[order.to(device)]
+        out.pred_boxes = Boxes(batched_mask_to_box(out.pred_masks).float())
+        out.scores = data["scores"][order.to(data["scores"].device)]
+        out.stability_scores = data["stability_scores"][order.to(data["scores"].device)]
+        out.pred_captions = [data["captions"][i] for i in order.tolist()]
+        out.caption_scores = torch.as_tensor(data["caption_scores"])[order].to(device)
+        out.prompt_points = data["points"][order].float().to(device)
+        out.crop_boxes = data["crop_boxes"][order].float().to(device)
+        return out

@@ -1,8 +1,6 @@
-"""SCA's captioning ROI head: SAM's prompt encoder and mask decoder, the text feature mixer and
-the prefix-conditioned frozen LM."""
+"""SCA's captioning ROI head: region prompts in, captions (and SAM's masks) out."""
 
 from dataclasses import dataclass
-from itertools import groupby
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -11,32 +9,42 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.utils.events import get_event_storage
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
-from torch.utils.checkpoint import checkpoint
-from torchvision.ops import roi_align
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .captioner import PrefixCaptioner
-from .fast_attention import checkpointed_by_caller
 from .generation import build_generation_config
 from .language_model import load_causal_lm
 from .mask_loss import SAMMaskLoss
-from .precision import module_dtype, store_frozen_as
+from .precision import store_frozen_as
+from .region_decoder import RegionDecoder
 from .sam_builder import build_sam_mask_decoder, build_sam_prompt_encoder
-from .sam_regions import RegionPrompts, SAMRegionOutput, cat_or_only, decode_regions
+from .sam_regions import RegionPrompts, SAMRegionOutput
 from .text_mixer import TextFeatureMixer
 
 
 @dataclass
 class RegionPredictions:
-    """Per-image predictions of the head, in the model's input frame."""
+    """Per-image predictions of the head, in the model's input frame (``sam`` None for an image
+    without prompts)."""
 
-    sam: SAMRegionOutput
+    sam: SAMRegionOutput | None
     captions: list[str]
     caption_scores: torch.Tensor
 
 
 @ROI_HEADS_REGISTRY.register()
 class SCACaptionHead(nn.Module):
+    """Captions regions of an image from their prompts, on the image's SAM embedding.
+
+    SAM's prompt encoder and mask decoder decode each region's prompts, SCA's text mixer turns
+    the decoder's outputs into caption queries (both through :class:`RegionDecoder`,
+    ``region_decoder``), and the LM (:class:`PrefixCaptioner`) reads them as its prefix:
+    :meth:`forward` returns the training losses (caption cross-entropy, and SAM's mask losses
+    with MODEL.SCA.MASK_LOSS), :meth:`inference` SAM's masks and a caption per region. The head
+    registers the prompt encoder, mask decoder and mixer itself, under the checkpoint keys
+    ``roi_heads.prompt_encoder.*``, ``roi_heads.mask_decoder.*`` and ``roi_heads.mixer.*``.
+    """
+
     @configurable
     def __init__(
         self,
@@ -59,16 +67,21 @@ class SCACaptionHead(nn.Module):
         super().__init__()
         self.prompt_encoder = prompt_encoder.requires_grad_(train_prompt_encoder)
         self.mask_decoder = mask_decoder.requires_grad_(train_mask_decoder)
-        self.sam_trainable = train_prompt_encoder or train_mask_decoder
         self.mixer = mixer
+        self.region_decoder = RegionDecoder(
+            self.prompt_encoder,
+            self.mask_decoder,
+            mixer,
+            sam_trainable=train_prompt_encoder or train_mask_decoder,
+            box_pooled_queries=box_pooled_queries,
+            region_chunk_tokens=region_chunk_tokens,
+        )
         self.captioner = captioner
         self.label_smoothing = label_smoothing
         self.max_caption_tokens = max_caption_tokens
         self.generation_config = generation_config
         self.chunk_size = chunk_size
-        self.box_pooled_queries = box_pooled_queries
         self.caption_start_iter = caption_start_iter
-        self.region_chunk_tokens = region_chunk_tokens or {}
         self.mask_loss = mask_loss
 
     @classmethod
@@ -136,158 +149,10 @@ class SCACaptionHead(nn.Module):
             "mask_loss": _build_mask_loss(cfg),
         }
 
-    def region_chunk_size(self, device: torch.device) -> int:
-        """Prompts per pass through SAM's decoder and the mixer on ``device`` (0: all)."""
-        tokens = self.region_chunk_tokens.get(device.type, 0)
-        h, w = self.prompt_encoder.image_embedding_size
-        return max(1, tokens // (h * w)) if tokens else 0
-
-    def sam_regions(self, image_embedding: torch.Tensor, prompts: RegionPrompts) -> SAMRegionOutput:
-        """SAM's outputs alone (no mixer, no per-region embeddings) for one image's prompts, in
-        passes of ``REGION_CHUNK_TOKENS``."""
-        chunks = prompts.split(self.region_chunk_size(image_embedding.device))
-        return SAMRegionOutput.cat(
-            [self._decode_sam(image_embedding, chunk) for chunk in chunks], keep_embeddings=False
-        )
-
-    def _regions(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> tuple[SAMRegionOutput, torch.Tensor]:
-        """SAM's outputs (without the per-region embeddings, which the mixer has read) and the
-        mixer's caption queries for one image's prompts, in passes of ``REGION_CHUNK_TOKENS``."""
-        sams, queries = [], []
-        for chunk in prompts.split(self.region_chunk_size(image_embedding.device)):
-            decoded = self._decode(image_embedding, chunk)
-            sams.append(decoded[0])
-            queries.append(self._mix([decoded]))
-        return SAMRegionOutput.cat(sams, keep_embeddings=False), cat_or_only(queries)
-
-    def _decode(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> tuple[SAMRegionOutput, torch.Tensor | None]:
-        """SAM's outputs for one image's prompts (in training without masks unless the mask loss
-        reads them: the caption loss reads none), and their pooled features (if used)."""
-        pooled = self._pooled_region_features(image_embedding.to(module_dtype(self.mixer)), prompts)
-        with_masks = not self.training or self.mask_loss is not None
-        return self._decode_sam(image_embedding, prompts, with_masks), pooled
-
-    def _decoder_needs_graph(self, image_embedding: torch.Tensor) -> bool:
-        """SAM's decoder needs a graph when it is trained or a trained encoder lies behind it."""
-        return self.sam_trainable_now() or image_embedding.requires_grad
-
-    def _decode_sam(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts, with_masks: bool = True
-    ) -> SAMRegionOutput:
-        needs_graph = self._decoder_needs_graph(image_embedding)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
-            return decode_regions(
-                self.prompt_encoder, self.mask_decoder, image_embedding, prompts, with_masks
-            )
-
-    def _mix(self, decoded: list[tuple[SAMRegionOutput, torch.Tensor | None]]) -> torch.Tensor:
-        """The mixer's caption queries for decoded regions (with equally many SAM tokens), in
-        one pass."""
-        dtype = module_dtype(self.mixer)
-        pooled = None if decoded[0][1] is None else cat_or_only([p for _, p in decoded])
-        return self.mixer(
-            cat_or_only([s.tokens for s, _ in decoded]).to(dtype),
-            cat_or_only([s.region_embeddings for s, _ in decoded]).to(dtype),
-            self.prompt_encoder.get_dense_pe().to(dtype),
-            pooled,
-        )
-
-    def _training_queries(
-        self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
-    ) -> tuple[list[torch.Tensor], list[SAMRegionOutput | None]]:
-        """Caption queries of all regions of a batch, in order, and SAM's outputs per image for
-        the mask loss (None for an image without prompts, and all None without a mask loss). Where
-        REGION_CHUNK_TOKENS is 0 (CUDA), the regions of all images go through the mixer
-        together: one pass instead of one per image, the same arithmetic, fewer kernel launches."""
-        present = [i for i, p in enumerate(prompts) if len(p)]
-        sams: list[SAMRegionOutput | None] = [None] * len(prompts)
-        keep_sams = self.mask_loss is not None  # nothing else reads them
-        chunk_size = self.region_chunk_size(image_embeddings.device)
-        if chunk_size:
-            queries = []
-            for i in present:
-                chunks = prompts[i].split(chunk_size)
-                parts = [self._chunk_queries(image_embeddings[i][None], c) for c in chunks]
-                queries.append(cat_or_only([q for q, _ in parts]))
-                if keep_sams:
-                    sams[i] = SAMRegionOutput.cat([s for _, s in parts], keep_embeddings=False)
-            return queries, sams
-        decoded = [self._decode(image_embeddings[i][None], prompts[i]) for i in present]
-        if keep_sams:
-            for i, (sam, _) in zip(present, decoded):
-                sams[i] = SAMRegionOutput.cat([sam], keep_embeddings=False)
-        same_tokens = groupby(decoded, key=lambda d: d[0].tokens.shape[1])
-        return [self._mix(list(group)) for _, group in same_tokens], sams
-
-    def _chunk_queries(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> tuple[torch.Tensor, SAMRegionOutput]:
-        """Training caption queries of one pass of prompts, and SAM's outputs for them (without
-        the per-region embeddings). With MIXER.ACTIVATION_CHECKPOINTING the pass keeps only its
-        inputs for backward and is recomputed there whole (SAM's decoder and the mixer; the
-        mixer alone where SAM's decoder runs without a graph, its outputs kept instead): where
-        the regions go in several passes (CPU), per-block checkpoints would keep each pass's
-        block inputs until the LM's loss is back, many times more."""
-        if not self.mixer.activation_checkpointing:
-            return self._decoded_queries(image_embedding, prompts)
-        if not self._decoder_needs_graph(image_embedding):  # frozen SAM: decoded once, not again
-            decoded = self._decode(image_embedding, prompts)
-            queries = checkpoint(self._recomputed_mix, decoded, use_reentrant=False)
-            return queries, SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
-        queries, logits, iou, tokens = checkpoint(
-            self._recomputed_queries, image_embedding, prompts, use_reentrant=False
-        )
-        return queries, SAMRegionOutput(logits, iou, tokens, None)
-
-    def _decoded_queries(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> tuple[torch.Tensor, SAMRegionOutput]:
-        decoded = self._decode(image_embedding, prompts)
-        return self._mix([decoded]), SAMRegionOutput.cat([decoded[0]], keep_embeddings=False)
-
-    def _recomputed_mix(self, decoded: tuple[SAMRegionOutput, torch.Tensor | None]) -> torch.Tensor:
-        with checkpointed_by_caller():
-            return self._mix([decoded])
-
-    def _recomputed_queries(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
-        with checkpointed_by_caller():
-            queries, sam = self._decoded_queries(image_embedding, prompts)
-        return queries, sam.mask_logits, sam.iou_predictions, sam.tokens
-
-    def _pooled_region_features(
-        self, image_embedding: torch.Tensor, prompts: RegionPrompts
-    ) -> torch.Tensor | None:
-        """Mean of the image embedding inside each box (around the first point when there is no
-        box), when MIXER.BOX_POOLED_QUERIES is on."""
-        if not self.box_pooled_queries:
-            return None
-        input_size = self.prompt_encoder.input_image_size[0]
-        scale = image_embedding.shape[-1] / input_size
-        boxes = prompts.boxes
-        if boxes is None:
-            half = 0.5 / scale
-            center = prompts.points[:, 0]
-            boxes = torch.cat([center - half, center + half], dim=1)
-        rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], dim=1).float()
-        # in float32: torchvision's CPU roi_align has no bf16 kernel
-        pooled = roi_align(
-            image_embedding.float(), rois, output_size=2, spatial_scale=scale, aligned=True
-        )
-        return pooled.mean(dim=(2, 3)).to(image_embedding.dtype)
-
     def _zero_loss(self) -> torch.Tensor:
         """A zero loss that still touches every trainable parameter, so that distributed training
         sees the same graph on every process."""
         return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
-
-    def sam_trainable_now(self) -> bool:
-        return self.training and self.sam_trainable
 
     def forward(
         self,
@@ -304,8 +169,11 @@ class SCACaptionHead(nn.Module):
         if self.caption_start_iter and get_event_storage().iter < self.caption_start_iter:
             losses["loss_caption"] = self._zero_loss()
         else:
-            queries, sams = self._training_queries(image_embeddings, prompts)
-            losses["loss_caption"] = self._caption_loss(queries, captions)
+            found = self.region_decoder.training_queries(
+                image_embeddings, prompts, keep_sams=self.mask_loss is not None
+            )
+            sams = found.sams
+            losses["loss_caption"] = self._caption_loss(found.queries, captions)
         if self.mask_loss is not None:
             if masks is None:
                 raise ValueError("MODEL.SCA.MASK_LOSS.ENABLED: the head needs the regions' masks")
@@ -329,39 +197,38 @@ class SCACaptionHead(nn.Module):
     def inference(
         self, image_embeddings: torch.Tensor, prompts: list[RegionPrompts]
     ) -> list[RegionPredictions]:
-        """SAM's masks and a caption per prompt. The prompts of all images are captioned
-        together, ``chunk_size`` regions per LM batch (all at once when it is 0)."""
-        per_image = [
-            self._regions(emb[None], p) if len(p) else None
+        """SAM's masks and a caption per prompt, per image (input frame). The prompts of all
+        images are captioned together."""
+        decoded = [
+            self.region_decoder.regions(emb[None], p) if len(p) else None
             for emb, p in zip(image_embeddings, prompts)
         ]
-        counts = [len(p) for p in prompts]
-        all_queries = [q for r in per_image if r is not None for q in [r[1]]]
-        captions: list[str] = []
-        scores = []
-        if all_queries:
-            prefix = self.captioner.prefix(torch.cat(all_queries))
-            chunk = self.chunk_size or prefix.shape[0]
-            for start in range(0, prefix.shape[0], chunk):
-                chunk_captions, chunk_scores = self.captioner.generate(
-                    prefix[start : start + chunk], self.generation_config
-                )
-                captions += chunk_captions
-                scores.append(chunk_scores)
-        all_scores = torch.cat(scores) if scores else torch.zeros(0)
+        captions, scores = self._generate([d.queries for d in decoded if d is not None])
         results = []
         offset = 0
-        for regions, n in zip(per_image, counts):
-            sam = regions[0] if regions is not None else None
-            results.append(
-                RegionPredictions(
-                    sam=sam,
-                    captions=captions[offset : offset + n],
-                    caption_scores=all_scores[offset : offset + n],
-                )
-            )
-            offset += n
+        for regions, p in zip(decoded, prompts):
+            end = offset + len(p)
+            sam = None if regions is None else regions.sam
+            results.append(RegionPredictions(sam, captions[offset:end], scores[offset:end]))
+            offset = end
         return results
+
+    def _generate(self, queries: list[torch.Tensor]) -> tuple[list[str], torch.Tensor]:
+        """Captions and their scores for the regions' caption queries, ``chunk_size`` regions per
+        LM batch (all at once when it is 0)."""
+        if not queries:
+            return [], torch.zeros(0)
+        prefix = self.captioner.prefix(torch.cat(queries))
+        chunk = self.chunk_size or prefix.shape[0]
+        captions: list[str] = []
+        scores = []
+        for start in range(0, prefix.shape[0], chunk):
+            chunk_captions, chunk_scores = self.captioner.generate(
+                prefix[start : start + chunk], self.generation_config
+            )
+            captions += chunk_captions
+            scores.append(chunk_scores)
+        return captions, torch.cat(scores)
 
 
 def _build_mask_loss(cfg: CfgNode) -> SAMMaskLoss | None:

@@ -11,9 +11,25 @@ from detectron2.config import CfgNode
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 
-from ..config import SAM_ENCODER_PRESETS
-from .fast_attention import specialise, use_sdpa_attention
 from .precision import Float32PositionEmbedding
+from .specialise import specialise, use_sdpa_attention
+
+# Hyper-parameters of the official SAM image encoders (segment_anything.build_sam).
+SAM_ENCODER_PRESETS = {
+    "vit_b": {"EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "GLOBAL_ATTN_INDEXES": [2, 5, 8, 11]},
+    "vit_l": {
+        "EMBED_DIM": 1024,
+        "DEPTH": 24,
+        "NUM_HEADS": 16,
+        "GLOBAL_ATTN_INDEXES": [5, 11, 17, 23],
+    },
+    "vit_h": {
+        "EMBED_DIM": 1280,
+        "DEPTH": 32,
+        "NUM_HEADS": 16,
+        "GLOBAL_ATTN_INDEXES": [7, 15, 23, 31],
+    },
+}
 
 
 def sam_encoder_shape(cfg: CfgNode) -> dict:

@@ -4,8 +4,8 @@ import torch
 from segment_anything.modeling import TwoWayTransformer
 from torch import nn
 
-from .fast_attention import use_activation_checkpointing, use_sdpa_attention
 from .sam_builder import set_block_norm_eps
+from .specialise import use_activation_checkpointing, use_sdpa_attention
 
 
 class TextFeatureMixer(nn.Module):
