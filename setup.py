@@ -58,6 +58,8 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "projects/SCA"},
     packages=find_packages(where="projects/SCA"),
+    # imported by the tools before torch (the sca package imports torch): see its docstring
+    py_modules=["sca_cpu_malloc"],
     package_data={"sca.model_zoo": model_zoo_configs()},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -1,4 +1,4 @@
-"""tools/cpu_malloc.py: CPU runs restart under jemalloc where it is installed, once."""
+"""sca_cpu_malloc: CPU runs restart under jemalloc where it is installed, once."""
 
 import ctypes.util
 import os
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+from sca_cpu_malloc import MALLOC_CONF, jemalloc_environment
 
-from cpu_malloc import MALLOC_CONF, jemalloc_environment  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 JEMALLOC = ctypes.util.find_library("jemalloc")
 
@@ -29,8 +28,7 @@ def test_the_restart_environment():
 
 def _loaded_allocator(env: dict[str, str]) -> str:
     code = (
-        "import sys; sys.path.insert(0, 'tools'); import cpu_malloc; "
-        "cpu_malloc.restart_with_jemalloc(); "
+        "import sca_cpu_malloc; sca_cpu_malloc.restart_with_jemalloc(); "
         "print('jemalloc' if 'libjemalloc' in open('/proc/self/maps').read() else 'system')"
     )
     out = subprocess.run(

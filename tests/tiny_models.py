@@ -4,7 +4,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -12,16 +12,10 @@ from segment_anything.modeling import (
     Sam,
     TwoWayTransformer,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
-)
+from transformers import PreTrainedTokenizerFast
 
-from sca.config import add_sca_config
+from sca.config import get_sca_cfg
+from sca.utils.random_lm import EOS, causal_lm, lm_config, word_tokenizer
 
 WORDS = (
     "a an the small large red green blue yellow circle square triangle cat dog sits on mat "
@@ -30,58 +24,44 @@ WORDS = (
 
 
 def make_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
-    vocab = {"<unk>": 0, "<eos>": 1}
+    vocab = {"<unk>": 0, EOS: 1}
     for w in WORDS:
         vocab.setdefault(w, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
+    fast = word_tokenizer(vocab, unk_token="<unk>")
     fast.save_pretrained(folder)
     return fast
 
 
+# the shared tiny shapes (sca.utils.random_lm) with a 64-token context
+TINY_OVERRIDES = {
+    "gpt2": ("tiny-gpt2", {"n_positions": 64}),
+    "llama": ("tiny-llama", {"max_position_embeddings": 64, "tie_word_embeddings": True}),
+}
+
+
 def make_tiny_lm(folder: Path, arch: str = "gpt2", seed: int = 0) -> Path:
     """A random tiny causal LM with a word-level tokenizer, saved as a Hugging Face folder."""
+    if arch not in TINY_OVERRIDES:
+        raise ValueError(arch)
     folder.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(folder)
+    shape, overrides = TINY_OVERRIDES[arch]
+    config = lm_config(
+        shape,
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        initializer_range=0.2,
+        **overrides,
+    )
     torch.manual_seed(seed)
-    if arch == "gpt2":
-        config = GPT2Config(
-            vocab_size=len(tok),
-            n_positions=64,
-            n_embd=64,
-            n_layer=2,
-            n_head=2,
-            eos_token_id=tok.eos_token_id,
-            initializer_range=0.2,
-            bos_token_id=tok.eos_token_id,
-        )
-        model = GPT2LMHeadModel(config)
-    elif arch == "llama":
-        config = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            eos_token_id=tok.eos_token_id,
-            initializer_range=0.2,
-            bos_token_id=tok.eos_token_id,
-            tie_word_embeddings=True,
-        )
-        model = LlamaForCausalLM(config)
-    else:
-        raise ValueError(arch)
-    model.save_pretrained(folder)
+    causal_lm(config).save_pretrained(folder)
     return folder
 
 
 def tiny_cfg(lm_folder: Path | str, image_size: int = 64) -> CfgNode:
     """A complete SCA config with a 2-block 32-wide SAM encoder and a 2-layer mixer."""
-    cfg = get_cfg()
-    add_sca_config(cfg)
+    cfg = get_sca_cfg()
     cfg.MODEL.DEVICE = "cpu"
     cfg.INPUT.IMAGE_SIZE = image_size
     sam = cfg.MODEL.SCA.SAM

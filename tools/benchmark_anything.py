@@ -8,10 +8,8 @@ the official release does). Prints a Markdown table.
 """
 
 import argparse
-import dataclasses
 import os
 import sys
-import time
 
 try:  # first, so that a broken environment gives one message, not a deep traceback
     import sca  # noqa: F401
@@ -20,19 +18,9 @@ except ImportError as e:
 
 import torch  # noqa: E402
 
+from sca.benchmark.anything_modes import AnythingModeTimer  # noqa: E402
 from sca.engine import SCAPredictor  # noqa: E402
-from sca.engine.predictor import resolve_config  # noqa: E402
-
-
-class RowCounter:
-    """Rows that pass through a module (here: the caption queries that reach the LM)."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.rows = 0
-        module.register_forward_pre_hook(self._count)
-
-    def _count(self, _module, args):
-        self.rows += args[0].shape[0]
+from sca.model_zoo import resolve_config  # noqa: E402
 
 
 def main() -> None:
@@ -44,29 +32,20 @@ def main() -> None:
     cfg = resolve_config(args.config_file)
     cfg.merge_from_list(args.opts)
     predictor = SCAPredictor(cfg)
-    lm_rows = RowCounter(predictor.model.roi_heads.captioner.language_project)
-    survivors = predictor.anything_params
-    all_points = dataclasses.replace(survivors, caption_all_points=True)
-    print(
-        f"grid {survivors.points_per_side}x{survivors.points_per_side}, threads "
-        f"{torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}"
-    )
+    timer = AnythingModeTimer(predictor)
+    side = predictor.anything_params.points_per_side
+    print(f"grid {side}x{side}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
     print(
         "| image | size | encoder (s) | survivors only: s, regions, captioned | "
         "every point: s, regions, captioned |"
     )
     print("|---|---|---:|---|---|")
     for path in args.input:
-        start = time.perf_counter()
-        predictor.set_image(path)
-        encode = time.perf_counter() - start
+        encode = timer.set_image(path)
         cells = []
-        for params in (survivors, all_points):
-            lm_rows.rows = 0
-            start = time.perf_counter()
-            regions = predictor.anything(params)
-            seconds = time.perf_counter() - start + encode
-            cells.append(f"{seconds:.1f} s, {len(regions)}, {lm_rows.rows}")
+        for params in timer.modes:
+            seconds, regions, captioned = timer.run(params)
+            cells.append(f"{seconds + encode:.1f} s, {regions}, {captioned}")
             print(
                 f"<!-- {path}: caption_all_points={params.caption_all_points}: {cells[-1]} -->",
                 flush=True,

@@ -20,7 +20,7 @@ want_stamp="$(cat setup.py requirements/*.txt tools/setup_env.sh | sha256sum | c
 can_apt() { command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; }
 # a browser is required only where it can be installed (its test skips elsewhere)
 browser_ready() { command -v chromedriver >/dev/null || ! can_apt; }
-# jemalloc likewise (CPU runs restart under it where it is installed: tools/cpu_malloc.py)
+# jemalloc likewise (CPU runs restart under it where it is installed: projects/SCA/sca_cpu_malloc.py)
 jemalloc_found() { ldconfig -p 2>/dev/null | grep 'libjemalloc\.so' >/dev/null; }  # no -q: SIGPIPE + pipefail
 jemalloc_ready() { jemalloc_found || ! can_apt; }
 # the main packages are findable (located, not imported: importing them takes ~7 s)
@@ -102,7 +102,7 @@ else
   say "         test will be skipped ('sudo apt-get install chromium chromium-driver')."
 fi
 
-# 4c. jemalloc for CPU runs: glibc's heap fragments under SCA's training passes (tools/cpu_malloc.py).
+# 4c. jemalloc for CPU runs: glibc's heap fragments under SCA's training passes (projects/SCA/sca_cpu_malloc.py).
 if jemalloc_found; then
   say "jemalloc found"
 elif can_apt; then

@@ -8,12 +8,10 @@
 Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over gloo.
 """
 
-import os
 import sys
 
 if __name__ == "__main__":  # the allocator is chosen when the process starts: before torch
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/, also through runpy
-    from cpu_malloc import restart_with_jemalloc
+    from sca_cpu_malloc import restart_with_jemalloc
 
     restart_with_jemalloc()
 
@@ -22,22 +20,21 @@ try:  # first, so that a broken environment gives one message, not a deep traceb
 except ImportError as e:
     sys.exit(f"error: {e}")
 
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
+from detectron2.config import CfgNode  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
+from sca.checkpoint import SCACheckpointer  # noqa: E402
 from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
-from sca.engine import NonFiniteLossError, SCACheckpointer, SCATrainer  # noqa: E402
+from sca.engine import NonFiniteLossError, SCATrainer  # noqa: E402
 from sca.evaluation import JavaNotFoundError  # noqa: E402
 from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
 
 def setup(args) -> CfgNode:
-    cfg = get_cfg()
-    sca.add_sca_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg = sca.get_sca_cfg(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)

@@ -9,7 +9,9 @@ never purged: with purging (jemalloc's default, or a 30 s decay) the same step t
 instead of 24 s. Allocations of any size share the arenas (``oversize_threshold:0``): with a
 separate arena for those over 8 MB, never purged, the step without checkpointing held 18-21 GB
 (glibc 11.8, this setting 11.2). ``SCA_MALLOC=system`` keeps glibc's malloc.
-Needs only the standard library (runs before any other import).
+
+A top-level module beside the ``sca`` package, not inside it: importing anything under ``sca``
+imports torch, and the restart must come first. Needs only the standard library.
 """
 
 from __future__ import annotations
