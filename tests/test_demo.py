@@ -14,6 +14,8 @@ from conftest import SHARED_DATA
 from detectron2.data import detection_utils
 from PIL import Image
 
+from sca.engine import demo
+
 ROOT = Path(__file__).resolve().parents[1]
 SAM_IMAGES = SHARED_DATA / "sam_demo_images"
 COCO = SHARED_DATA / "coco_39769"
@@ -98,12 +100,7 @@ def test_demo_cli_boxes_on_real_photos_and_a_folder_with_other_files(tiny_sam_ya
 
 
 def _demo_main(argv: list[str]) -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import demo
-    finally:
-        sys.path.pop(0)
-    assert demo.main(demo.get_parser().parse_args(argv)) == 0
+    assert demo.main(argv) == 0
 
 
 def test_demo_points_and_anything(tiny_sam_yaml, tmp_path):

@@ -13,6 +13,8 @@ from pycocotools import mask as mask_utils
 from tiny_models import tiny_cfg
 
 from sca.data import SCADatasetMapper
+from sca.evaluation.baselines import constant_caption, random_boxes
+from sca.evaluation.mask_quality import RecoveryCounts, mask_iou
 from sca.modeling.dense_ranking import rank_dense_regions
 from sca.modeling.mask_loss import low_res_targets, points_in_masks, sam_mask_losses
 from sca.modeling.sam_regions import RegionPrompts, decode_regions
@@ -139,7 +141,7 @@ def test_rpn_source_needs_the_proposal_head(tiny_gpt2):
 
 
 def test_without_proposal_source_given_boxes_are_used_and_logged(tiny_gpt2, caplog):
-    with caplog.at_level(logging.INFO, logger="sca.modeling.meta_arch"):
+    with caplog.at_level(logging.INFO, logger="sca.modeling.prompt_sources"):
         model = _build(tiny_gpt2, **RPN).eval()  # head built, but no proposal source chosen
     lines = [r.getMessage() for r in caplog.records if "proposal source" in r.getMessage()]
     assert len(lines) == 1 and "given boxes" in lines[0]
@@ -369,15 +371,12 @@ def test_anything_source_ranks_found_regions(tiny_gpt2, caption_prompt):
 def test_vg_dense_config_builds_a_pyramid_rpn_on_the_vit_h_embedding():
     from pathlib import Path
 
-    from detectron2.config import get_cfg
     from detectron2.layers import ShapeSpec
 
-    from sca.config import add_sca_config
+    from sca.config import get_sca_cfg
     from sca.modeling.proposals import SCAProposalHead
 
-    cfg = get_cfg()
-    add_sca_config(cfg)
-    cfg.merge_from_file(str(Path(__file__).parents[1] / "configs" / "sca_vg_dense.yaml"))
+    cfg = get_sca_cfg(str(Path(__file__).parents[1] / "configs" / "sca_vg_dense.yaml"))
     torch.manual_seed(0)
     head = SCAProposalHead(cfg, ShapeSpec(channels=256, stride=16)).eval()
     with torch.no_grad():
@@ -389,42 +388,48 @@ def test_vg_dense_config_builds_a_pyramid_rpn_on_the_vit_h_embedding():
     assert torch.isfinite(proposals.objectness_logits).all()
 
 
-def _tool(name: str):
-    import importlib
-    import sys
-    from pathlib import Path
-
-    tools = str(Path(__file__).parents[1] / "tools")
-    sys.path.insert(0, tools)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(tools)
-
-
 def test_dense_baselines_keep_captions_and_move_boxes_inside_the_image():
-    tool = _tool("dense_baselines")
     predictions = [{"image_id": 7, "boxes": [[0, 0, 10, 10]] * 3, "captions": list("abc"),
                     "scores": [0.9, 0.5, 0.1]}]  # fmt: skip
     ground_truth = [{"image_id": 7, "boxes": [[0, 0, 12, 20], [5, 5, 30, 40]], "captions": []}]
-    (moved,) = tool.random_boxes(predictions, ground_truth, {7: (50, 60)}, seed=1)
+    (moved,) = random_boxes(predictions, ground_truth, {7: (50, 60)}, seed=1)
     assert moved["captions"] == list("abc") and moved["scores"] == [0.9, 0.5, 0.1]
     for x1, y1, x2, y2 in moved["boxes"]:
         assert 0 <= x1 < x2 <= 60 and 0 <= y1 < y2 <= 50
         assert 12 <= x2 - x1 <= 35 and 12 <= y2 - y1 <= 35  # sides in the ground truth's range
     assert moved["boxes"] != predictions[0]["boxes"]
-    (constant,) = tool.constant_caption(predictions, "a cat")
+    (constant,) = constant_caption(predictions, "a cat")
     assert constant["captions"] == ["a cat"] * 3 and constant["boxes"] == predictions[0]["boxes"]
 
 
 def test_mask_quality_mask_iou():
-    tool = _tool("mask_quality")
     a = np.zeros((2, 4, 4), dtype=bool)
     a[0, :2, :2] = True
     a[1, :, :] = True
     b = np.zeros((1, 4, 4), dtype=bool)
     b[0, :2, :] = True
-    np.testing.assert_allclose(tool.mask_iou(a, b), [[0.5], [0.5]])
+    np.testing.assert_allclose(mask_iou(a, b), [[0.5], [0.5]])
+
+
+def test_mask_quality_recovery_counts_matches_each_annotation_to_its_best_mask():
+    def rle(mask):
+        return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+    top, left = np.zeros((4, 4), dtype=bool), np.zeros((4, 4), dtype=bool)
+    top[:2], left[:, :1] = True, True
+    record = {"annotations": [{"segmentation": rle(top), "captions": ["A  Red bar"]},
+                              {"segmentation": rle(left), "captions": ["a line"]}]}  # fmt: skip
+    counts = RecoveryCounts(recovery_iou=0.75)
+    counts.add(np.stack([top, top | left]), ["a red   BAR", "something"], record)
+    counts.add(np.zeros((0, 4, 4), dtype=bool), [], record)
+    assert counts.summary() == {
+        "annotations": 4,
+        "found_regions": 2,
+        "recovered": 1,  # the left line's best mask (IoU 4/10) is too loose
+        "recovered_fraction": 0.25,
+        "right_captions": 1,
+        "right_caption_fraction_of_recovered": 1.0,
+    }
 
 
 def test_caption_loss_waits_for_its_start_iteration(tiny_gpt2, monkeypatch):

@@ -8,22 +8,7 @@ could reach. Every distinct caption of the training set is tried on every test r
 import argparse
 import json
 
-from detectron2.data import DatasetCatalog
-
-import sca  # noqa: F401  (registers the data sets)
-from sca.evaluation import evaluate_captions
-
-
-def best_constant_caption(train: str, test: str, metric: str = "METEOR") -> dict:
-    candidates = sorted(
-        {c for d in DatasetCatalog.get(train) for a in d["annotations"] for c in a["captions"]}
-    )
-    references = [a["captions"] for d in DatasetCatalog.get(test) for a in d["annotations"]]
-    scores = {}
-    for caption in candidates:
-        scores[caption] = evaluate_captions([caption] * len(references), references)[metric]
-    best = max(scores, key=scores.get)
-    return {"caption": best, metric: scores[best], "candidates": len(candidates)}
+from sca.evaluation.baselines import best_constant_caption
 
 
 def main() -> None:

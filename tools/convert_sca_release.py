@@ -7,7 +7,7 @@
 IN is a Hugging Face ``save_pretrained`` folder (config.json plus model.safetensors or
 pytorch_model*.bin, sharded or not). OUT receives model_final.pth, config.yaml (the release's
 architecture on the paper recipe, MODEL.WEIGHTS set) and lm/ (the LM's config and tokenizer).
-The key mapping is the table in MODEL_ZOO.md; GPT-2's output layer is tied to its input
+The key mapping is the table in docs/MODEL_ZOO.md; GPT-2's output layer is tied to its input
 embedding, as the release's config says, and nothing is unpickled.
 """
 

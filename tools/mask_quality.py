@@ -15,77 +15,8 @@ Prints JSON.
 import argparse
 import json
 
-import numpy as np
-import torch
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog
-from pycocotools import mask as mask_utils
-
-import sca
-from sca.engine import SCACheckpointer, SCATrainer
-
-
-def mask_iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(N, H, W) x (M, H, W) boolean masks -> (N, M) IoU."""
-    p = pred.reshape(len(pred), -1).astype(np.float64)
-    g = gt.reshape(len(gt), -1).astype(np.float64)
-    inter = p @ g.T
-    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
-    return inter / np.maximum(union, 1)
-
-
-def gt_masks(record: dict) -> np.ndarray:
-    return np.stack([mask_utils.decode(a["segmentation"]) > 0 for a in record["annotations"]])
-
-
-def box_prompt_ious(model, cfg, dataset: str) -> list[float]:
-    """Mask IoU of every annotation, prompted with its own box."""
-    loader = SCATrainer.build_test_loader(cfg, dataset)
-    records = {d["image_id"]: d for d in DatasetCatalog.get(dataset)}
-    ious = []
-    with torch.no_grad():
-        for batch in loader:
-            for x, out in zip(batch, model(batch)):
-                pred = out["instances"].pred_masks.cpu().numpy()
-                gt = gt_masks(records[x["image_id"]])
-                ious += np.diag(mask_iou(pred, gt)).tolist()
-    return ious
-
-
-def anything_recovery(model, cfg, dataset: str, recovery_iou: float) -> dict:
-    """Recovered annotations and exactly right captions among them, in anything mode."""
-    loader = SCATrainer.build_test_loader(cfg, dataset)
-    records = {d["image_id"]: d for d in DatasetCatalog.get(dataset)}
-    found_regions = recovered = right = total = 0
-    with torch.no_grad():
-        for batch in loader:
-            for x, out in zip(batch, model(batch)):
-                inst = out["instances"].to("cpu")
-                record = records[x["image_id"]]
-                gt = gt_masks(record)
-                total += len(gt)
-                found_regions += len(inst)
-                if not len(inst):
-                    continue
-                iou = mask_iou(inst.pred_masks.numpy(), gt)
-                best = iou.argmax(axis=0)
-                for j, ann in enumerate(record["annotations"]):
-                    if iou[best[j], j] >= recovery_iou:
-                        recovered += 1
-                        caption = _norm(inst.pred_captions[best[j]])
-                        right += caption in {_norm(c) for c in ann["captions"]}
-    return {
-        "annotations": total,
-        "found_regions": found_regions,
-        "recovered": recovered,
-        "recovered_fraction": recovered / max(total, 1),
-        "right_captions": right,
-        "right_caption_fraction_of_recovered": right / max(recovered, 1),
-    }
-
-
-def _norm(caption: str) -> str:
-    return " ".join(caption.lower().split())
+from sca.config import get_sca_cfg
+from sca.engine.mask_quality import mask_quality
 
 
 def main() -> None:
@@ -97,25 +28,16 @@ def main() -> None:
     parser.add_argument("--skip-anything", action="store_true", help="box prompts only")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    cfg = get_cfg()
-    sca.add_sca_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg = get_sca_cfg(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
-    dataset = args.dataset or cfg.DATASETS.TEST[0]
-    model = SCATrainer.build_model(cfg).eval()
-    SCACheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-    results = {"dataset": dataset}
-    if not args.skip_boxes:
-        model.proposal_source = "gt"  # the mapper's proposals: the annotations' boxes
-        ious = box_prompt_ious(model, cfg, dataset)
-        results["box_prompts"] = {"regions": len(ious), "mean_mask_iou": float(np.mean(ious))}
-    if not args.skip_anything:
-        model.proposal_source = "anything"
-        results["anything"] = {
-            "recovery_iou": args.recovery_iou,
-            **anything_recovery(model, cfg, dataset, args.recovery_iou),
-        }
+    results = mask_quality(
+        cfg,
+        args.dataset,
+        args.recovery_iou,
+        box_prompts=not args.skip_boxes,
+        anything=not args.skip_anything,
+    )
     print(json.dumps(results, indent=2))
 
 
