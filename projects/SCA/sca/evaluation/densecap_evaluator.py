@@ -9,8 +9,6 @@ from collections import OrderedDict
 from .dataset_gt import (
     annotation_box,
     annotation_references,
-    check_image_ids,
-    dataset_index,
     write_json,
 )
 from .densecap_map import evaluate_densecap
@@ -67,11 +65,10 @@ class DenseCaptionEvaluator(GatheringEvaluator):
             )
 
     def evaluate(self) -> OrderedDict:
-        predictions = self._gathered()
-        if predictions is None:
+        gathered = self._gathered_with_index()
+        if gathered is None:
             return OrderedDict()
-        index = dataset_index(self._dataset_name)
-        check_image_ids([p["image_id"] for p in predictions], index, self._dataset_name)
+        predictions, index = gathered
         ground_truth = []
         for entry in predictions:
             annotations = index[entry["image_id"]]["annotations"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectron2.evaluation import DatasetEvaluator
 
-from .dataset_gt import gather_on_main
+from .dataset_gt import check_image_ids, dataset_index, gather_on_main
 
 
 class GatheringEvaluator(DatasetEvaluator):
@@ -25,3 +25,13 @@ class GatheringEvaluator(DatasetEvaluator):
     def _gathered(self) -> list[dict] | None:
         """All processes' entries on the main process, None on the others."""
         return gather_on_main(self._predictions, self._distributed)
+
+    def _gathered_with_index(self) -> tuple[list[dict], dict] | None:
+        """The gathered entries and the data set's records by image id, their ids checked
+        against it, on the main process; None on the others."""
+        predictions = self._gathered()
+        if predictions is None:
+            return None
+        index = dataset_index(self._dataset_name)
+        check_image_ids([p["image_id"] for p in predictions], index, self._dataset_name)
+        return predictions, index

@@ -11,8 +11,6 @@ from .dataset_gt import (
     annotation_box,
     annotation_references,
     as_percent,
-    check_image_ids,
-    dataset_index,
     write_json,
 )
 from .gathering import GatheringEvaluator
@@ -75,11 +73,10 @@ class RegionCaptionEvaluator(GatheringEvaluator):
             self._predictions.append(entry)
 
     def evaluate(self) -> OrderedDict:
-        predictions = self._gathered()
-        if predictions is None:
+        gathered = self._gathered_with_index()
+        if gathered is None:
             return OrderedDict()
-        index = dataset_index(self._dataset_name)
-        check_image_ids([p["image_id"] for p in predictions], index, self._dataset_name)
+        predictions, index = gathered
         regions = []
         for entry in predictions:
             image_id = entry["image_id"]
