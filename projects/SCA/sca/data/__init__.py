@@ -1,7 +1,7 @@
 """SCA's data: data set registration, image reading, the dataset mapper and the loaders.
 
 Importing this package registers every built-in data set name (no file is read until one is
-loaded); see datasets/README.md for the names, their files and how to add your own data.
+loaded); docs/DATASETS.md lists the names, datasets/README.md their files and layout.
 """
 
 from .build import build_sca_test_loader, build_sca_train_loader
