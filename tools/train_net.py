@@ -16,34 +16,23 @@ if __name__ == "__main__":  # the allocator is chosen when the process starts: b
     restart_with_jemalloc()
 
 try:  # first, so that a broken environment gives one message, not a deep traceback
-    import sca
+    import sca  # noqa: F401
 except ImportError as e:
     sys.exit(f"error: {e}")
 
-from detectron2.config import CfgNode  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from sca.checkpoint import SCACheckpointer  # noqa: E402
-from sca.data import DatasetNotFoundError, ImageReadError  # noqa: E402
-from sca.engine import NonFiniteLossError, SCATrainer  # noqa: E402
+from sca.data import DatasetConfigError, DatasetNotFoundError, ImageReadError  # noqa: E402
+from sca.engine import NonFiniteLossError, SCATrainer, setup_from_args  # noqa: E402
 from sca.evaluation import JavaNotFoundError  # noqa: E402
 from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
 
-def setup(args) -> CfgNode:
-    cfg = sca.get_sca_cfg(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sca")
-    return cfg
-
-
 def main(args):
-    cfg = setup(args)
+    cfg = setup_from_args(args)
     if args.eval_only:
         model = SCATrainer.build_model(cfg)
         SCACheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
@@ -59,11 +48,12 @@ def main(args):
 
 
 def guarded_main(args):
-    """Missing data or weights, unsafe checkpoints and NaN/inf losses end the run with the message
-    that names them."""
+    """Missing or misdeclared data, missing weights, unsafe checkpoints and NaN/inf losses end the
+    run with the message that names them."""
     try:
         return main(args)
     except (
+        DatasetConfigError,
         DatasetNotFoundError,
         ImageReadError,
         FileNotFoundError,

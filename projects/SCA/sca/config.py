@@ -287,6 +287,11 @@ def _add_input_config(cfg: CN) -> None:
     cfg.INPUT.NUM_POINTS_PER_REGION = 0
     # Sampling ratio of each DATASETS.TRAIN entry (empty: proportional to data set size).
     cfg.DATASETS.TRAIN_RATIOS = []
+    # Your own COCO-style region data sets, registered when the config is set up so that
+    # DATASETS.TRAIN / TEST can name them: (name, json_file, image_root[, evaluator_type]) each,
+    # evaluator_type "dense_caption" (the default) or "region_caption"; relative paths are
+    # resolved against the current directory (datasets/README.md, "Your own regions").
+    cfg.DATASETS.COCO_JSON = ()
     # SAM pads every image to a square, so grouping by aspect ratio gains nothing; off, the
     # training stream is exactly resumable.
     cfg.DATALOADER.ASPECT_RATIO_GROUPING = False

@@ -7,8 +7,9 @@ loaded); docs/DATASETS.md lists the names, datasets/README.md their files and la
 from .build import build_sca_test_loader, build_sca_train_loader
 from .builtin import register_all_sca_datasets
 from .coco_json import load_sca_coco_json, register_sca_coco_json
+from .config_datasets import register_config_datasets
 from .dataset_mapper import SCADatasetMapper
-from .errors import AnnotationError, DatasetNotFoundError, ImageReadError
+from .errors import AnnotationError, DatasetConfigError, DatasetNotFoundError, ImageReadError
 from .image_io import read_image
 from .shapes import register_sca_shapes
 
@@ -17,6 +18,7 @@ register_sca_shapes()
 
 __all__ = [
     "AnnotationError",
+    "DatasetConfigError",
     "DatasetNotFoundError",
     "ImageReadError",
     "SCADatasetMapper",
@@ -24,5 +26,6 @@ __all__ = [
     "build_sca_train_loader",
     "load_sca_coco_json",
     "read_image",
+    "register_config_datasets",
     "register_sca_coco_json",
 ]

@@ -20,6 +20,10 @@ class AnnotationError(ValueError):
     """An annotation record does not have the expected fields or values."""
 
 
+class DatasetConfigError(ValueError):
+    """A data set named in the config (``DATASETS.COCO_JSON``) is malformed or clashes."""
+
+
 def require_paths(dataset: str, paths: Iterable[str], layout: str, prepare: str) -> None:
     """Raise one :class:`DatasetNotFoundError` listing every path of ``paths`` that is missing.
 

@@ -2,6 +2,7 @@
 
 from .nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from .predictor import SCAPredictor
+from .setup import setup_from_args
 from .trainer import SCATrainer
 
 __all__ = [
@@ -9,4 +10,5 @@ __all__ = [
     "NonFiniteLossGuard",
     "SCAPredictor",
     "SCATrainer",
+    "setup_from_args",
 ]
