@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from ...checkpoint import SCACheckpointer
 from ...modeling import build_sca_model
-from ...modeling.prompt_sources import build_prompt_source
 from .loader import Loaded
 from .records import image_record, skipped_record
 from .shards import ShardWriter
@@ -36,11 +35,13 @@ def load_model(cfg: CfgNode, prompt_source: str) -> nn.Module:
     """The model of ``cfg`` in eval mode with ``MODEL.WEIGHTS``, prompted by ``prompt_source``
     ("anything" or "gt": the inputs' boxes). Parameters that no checkpoint covers are drawn
     from ``SEED`` (0 when negative), so that every process and every rerun holds the same model."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.SCA.PROPOSAL_SOURCE = prompt_source
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
     model = build_sca_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         SCACheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    model.prompt_source = build_prompt_source(cfg, prompt_source)
     return model
 
 
