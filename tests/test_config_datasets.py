@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from tiny_models import tiny_cfg
+from tiny_models import tiny_train_cfg
 
 from sca import get_sca_cfg
 from sca.data import DatasetConfigError, DatasetNotFoundError, register_config_datasets
@@ -63,19 +63,7 @@ def _write_split(root: Path, split: str) -> None:
 
 
 def _write_base_config(root: Path, lm: Path) -> None:
-    cfg = tiny_cfg(lm)
-    cfg.INPUT.LSJ.ENABLED = False
-    cfg.INPUT.NUM_REGIONS_PER_IMAGE = 4
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = 2
-    cfg.SOLVER.BASE_LR = 1e-3
-    cfg.SOLVER.WARMUP_ITERS = 2
-    cfg.SOLVER.MAX_ITER = 4
-    cfg.SOLVER.CHECKPOINT_PERIOD = 100
-    cfg.SOLVER.AMP.ENABLED = False
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg.TEST.SCA.IMS_PER_BATCH = 4
-    cfg.SEED = 3
+    cfg = tiny_train_cfg(lm, max_iter=4, checkpoint_period=100, test_batch=4)
     (root / "base.yaml").write_text(cfg.dump())
 
 

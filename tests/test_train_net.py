@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_cfg
+from tiny_models import tiny_train_cfg
 
 from sca import get_sca_cfg
 from sca.engine import NonFiniteLossError, SCATrainer
@@ -25,21 +25,9 @@ def data_root(tmp_path_factory):
 
 
 def _write_config(folder: Path, lm: Path, **overrides) -> Path:
-    cfg = tiny_cfg(lm)
+    cfg = tiny_train_cfg(lm, max_iter=6, checkpoint_period=3, test_batch=8)
     cfg.DATASETS.TRAIN = ("sca_shapes_train",)
     cfg.DATASETS.TEST = ("sca_shapes_test",)
-    cfg.INPUT.LSJ.ENABLED = False
-    cfg.INPUT.NUM_REGIONS_PER_IMAGE = 4
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.SOLVER.IMS_PER_BATCH = 2
-    cfg.SOLVER.BASE_LR = 1e-3
-    cfg.SOLVER.WARMUP_ITERS = 2
-    cfg.SOLVER.MAX_ITER = 6
-    cfg.SOLVER.CHECKPOINT_PERIOD = 3
-    cfg.SOLVER.AMP.ENABLED = False
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg.TEST.SCA.IMS_PER_BATCH = 8
-    cfg.SEED = 3
     cfg.OUTPUT_DIR = str(folder)
     for key, value in overrides.items():
         node = cfg

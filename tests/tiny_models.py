@@ -78,6 +78,27 @@ def tiny_cfg(lm_folder: Path | str, image_size: int = 64) -> CfgNode:
     return cfg
 
 
+def tiny_train_cfg(
+    lm_folder: Path | str, max_iter: int, checkpoint_period: int, test_batch: int
+) -> CfgNode:
+    """:func:`tiny_cfg` set up for a few CPU training iterations through tools/train_net.py:
+    no jitter, 4 regions per image, 2 images per step, no AMP, no periodic evaluation."""
+    cfg = tiny_cfg(lm_folder)
+    cfg.INPUT.LSJ.ENABLED = False
+    cfg.INPUT.NUM_REGIONS_PER_IMAGE = 4
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.SOLVER.BASE_LR = 1e-3
+    cfg.SOLVER.WARMUP_ITERS = 2
+    cfg.SOLVER.MAX_ITER = max_iter
+    cfg.SOLVER.CHECKPOINT_PERIOD = checkpoint_period
+    cfg.SOLVER.AMP.ENABLED = False
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.TEST.SCA.IMS_PER_BATCH = test_batch
+    cfg.SEED = 3
+    return cfg
+
+
 def reference_sam(image_size: int = 64) -> Sam:
     """A tiny SAM built directly from segment_anything's classes, as build_sam does; its shapes
     are those of :func:`tiny_cfg` with ``SAM.PATCH_SIZE`` 16."""
