@@ -25,7 +25,9 @@ INSTALL_REQUIRES = [
     "numpy>=1.24",
     "Pillow>=9.0",
     "tqdm>=4.60",
-    # noun/verb recall: TextBlob's bundled Pattern tagger works offline
+    # noun/verb recall: spaCy as the release's toolkit (its English pipelines are installed by
+    # tools/setup_env.sh from requirements/spacy-models.txt); TextBlob's offline tagger without one
+    "spacy==3.8.18",
     "textblob==0.20.1",
     # the web app (tools/app.py)
     "gradio==6.31.0",

