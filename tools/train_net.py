@@ -4,8 +4,11 @@
     python tools/train_net.py --config-file configs/sca_vg.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/sca_vg.yaml --eval-only MODEL.WEIGHTS ckpt.pth
     python tools/train_net.py --config-file configs/sca_demo.yaml          # CPU, no downloads
+    torchrun --nproc-per-node 8 --max-restarts 3 tools/train_net.py --config-file ... --resume
 
-Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over gloo.
+Without CUDA, ``--num-gpus N`` starts N CPU processes that train together over gloo. Under
+torchrun (or srun) the processes join through env://. Exit codes: 0 done, 75 preempted (a
+checkpoint is written: rerun with --resume), 1 an error (sca.engine.launch, docs/RELIABILITY.md).
 """
 
 import sys
@@ -20,13 +23,23 @@ try:  # first, so that a broken environment gives one message, not a deep traceb
 except ImportError as e:
     sys.exit(f"error: {e}")
 
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from sca.checkpoint import SCACheckpointer  # noqa: E402
-from sca.data import DatasetConfigError, DatasetNotFoundError, ImageReadError  # noqa: E402
-from sca.engine import NonFiniteLossError, SCATrainer, setup_from_args  # noqa: E402
+from sca.data import (  # noqa: E402
+    DatasetConfigError,
+    DatasetNotFoundError,
+    ImageReadError,
+    TrainingSampleError,
+)
+from sca.engine import (  # noqa: E402
+    NonFiniteLossError,
+    SCATrainer,
+    launch_from_args,
+    setup_from_args,
+)
 from sca.evaluation import JavaNotFoundError  # noqa: E402
 from sca.utils.safe_load import UnsafeCheckpointError  # noqa: E402
 
@@ -60,6 +73,7 @@ def guarded_main(args):
         JavaNotFoundError,
         UnsafeCheckpointError,
         NonFiniteLossError,
+        TrainingSampleError,
     ) as e:
         sys.exit(f"error: {e}")
 
@@ -67,11 +81,4 @@ def guarded_main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        guarded_main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    sys.exit(launch_from_args(guarded_main, args))

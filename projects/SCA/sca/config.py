@@ -17,6 +17,7 @@ def add_sca_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    _add_cluster_config(cfg)
 
 
 def get_sca_cfg(path: str | None = None) -> CN:
@@ -321,6 +322,16 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
     # AMP precision on CUDA: "float16" or "bfloat16" (SOLVER.AMP.ENABLED switches it on).
     cfg.SOLVER.AMP.PRECISION = "float16"
+
+
+def _add_cluster_config(cfg: CN) -> None:
+    """CLUSTER: preemption and failures of distributed training (docs/RELIABILITY.md)."""
+    cfg.CLUSTER = CN()
+    # Signals that stop training after the current iteration with a checkpoint (exit code 75).
+    cfg.CLUSTER.PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1")
+    # Seconds a collective waits for the other ranks before it fails (a rank died or hangs);
+    # Detectron2's launch uses 30 minutes.
+    cfg.CLUSTER.COLLECTIVE_TIMEOUT_S = 1800.0
 
 
 def _add_test_config(cfg: CN) -> None:

@@ -9,7 +9,13 @@ from .builtin import register_all_sca_datasets
 from .coco_json import load_sca_coco_json, register_sca_coco_json
 from .config_datasets import register_config_datasets
 from .dataset_mapper import SCADatasetMapper
-from .errors import AnnotationError, DatasetConfigError, DatasetNotFoundError, ImageReadError
+from .errors import (
+    AnnotationError,
+    DatasetConfigError,
+    DatasetNotFoundError,
+    ImageReadError,
+    TrainingSampleError,
+)
 from .image_io import read_image
 from .shapes import register_sca_shapes
 
@@ -22,6 +28,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ImageReadError",
     "SCADatasetMapper",
+    "TrainingSampleError",
     "build_sca_test_loader",
     "build_sca_train_loader",
     "load_sca_coco_json",

@@ -20,6 +20,11 @@ class AnnotationError(ValueError):
     """An annotation record does not have the expected fields or values."""
 
 
+class TrainingSampleError(RuntimeError):
+    """Mapping a training sample failed (in the process or a data-loader worker); the message
+    names the image (file and id), the sample's index and the original error."""
+
+
 class DatasetConfigError(ValueError):
     """A data set named in the config (``DATASETS.COCO_JSON``) is malformed or clashes."""
 

@@ -5,18 +5,34 @@ whatever global random state a worker has, so a resumed run sees other images an
 than an uninterrupted one. Here the k-th sample of each rank picks its data set index and seeds
 every augmentation from ``(seed, k)``: a run resumed at iteration i continues with exactly the
 samples the uninterrupted run would have seen, whatever the number of loader workers.
+
+A sample whose mapping raises is reported as :class:`~sca.data.errors.TrainingSampleError` naming
+its image (an :class:`~sca.data.errors.ImageReadError` names it already and passes unchanged). The
+record each loader worker is mapping is noted in shared memory, so that a worker that dies (a
+segfault in a decoder, the OOM killer) can be reported with its image too: :meth:`in_flight`.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import random
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from detectron2.utils import comm
 from torch.utils.data import IterableDataset, get_worker_info
+
+from .errors import ImageReadError, TrainingSampleError
+
+# loader workers whose current record is tracked (worker ids beyond it are not)
+MAX_TRACKED_WORKERS = 256
+
+
+def describe_record(record: dict) -> str:
+    return f"image {record.get('file_name')!r} (image id {record.get('image_id')!r})"
 
 
 class ResumableTrainingStream(IterableDataset):
@@ -39,6 +55,18 @@ class ResumableTrainingStream(IterableDataset):
         self.start = 0
         self.rank = comm.get_rank()
         self.world_size = comm.get_world_size()
+        # per worker: (its pid, the index into dicts it is mapping or -1)
+        self._in_flight = torch.full((MAX_TRACKED_WORKERS, 2), -1, dtype=torch.int64)
+        self._in_flight.share_memory_()
+
+    def in_flight(self, pids: Iterable[int] | None = None) -> list[str]:
+        """The records that loader workers (those with ``pids``, or all) are mapping now."""
+        wanted = None if pids is None else set(pids)
+        return [
+            f"worker {w} (pid {pid}) was mapping {describe_record(self.dicts[index])}"
+            for w, (pid, index) in enumerate(self._in_flight.tolist())
+            if index >= 0 and (wanted is None or pid in wanted)
+        ]
 
     def _sample_seed(self, k: int) -> int:
         global_k = k * self.world_size + self.rank
@@ -59,7 +87,54 @@ class ResumableTrainingStream(IterableDataset):
             # the mapper and Detectron2's transforms draw from the global generators
             random.seed(sample_seed)
             np.random.seed(sample_seed)
-            mapped = self.mapper(copy.deepcopy(self.dicts[self._index(generator)]))
+            index = self._index(generator)
+            tracked = worker is not None and worker_id < MAX_TRACKED_WORKERS
+            if tracked:
+                self._in_flight[worker_id] = torch.tensor([os.getpid(), index])
+            try:
+                mapped = self.mapper(copy.deepcopy(self.dicts[index]))
+            except ImageReadError:
+                raise
+            except Exception as e:
+                raise TrainingSampleError(
+                    f"training sample {k} of rank {self.rank} failed: "
+                    f"{describe_record(self.dicts[index])}: {type(e).__name__}: {e}"
+                ) from e
+            if tracked:
+                self._in_flight[worker_id, 1] = -1
             if mapped is not None:
                 yield mapped
             k += num_workers
+
+
+# "DataLoader worker (pid 12) is killed by signal", "DataLoader worker (pid(s) 12, 13) exited"
+_WORKER_PIDS = re.compile(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\)")
+
+
+class NamedWorkerFailures:
+    """Iterates a data loader over a :class:`ResumableTrainingStream`; when one of its worker
+    processes dies (PyTorch's "DataLoader worker (pid N) ... exited unexpectedly / killed by
+    signal"), raises :class:`TrainingSampleError` naming the image that worker was mapping."""
+
+    def __init__(self, loader: Iterable, stream: ResumableTrainingStream):
+        self.loader = loader
+        self.stream = stream
+        self.dataset = getattr(loader, "dataset", stream)
+
+    def __iter__(self) -> Iterator:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                if isinstance(e, TrainingSampleError) or "DataLoader worker" not in str(e):
+                    raise
+                found = _WORKER_PIDS.search(str(e))
+                pids = [int(p) for p in re.findall(r"\d+", found.group(1))] if found else []
+                culprits = self.stream.in_flight(pids) or self.stream.in_flight()
+                raise TrainingSampleError(
+                    f"{e} {'; '.join(culprits) or '(it was mapping no training record)'}"
+                ) from e
+            yield batch

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
+
+from .distributed import all_reduce_max
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +28,12 @@ class NonFiniteLossGuard(HookBase):
     :class:`NonFiniteLossError`.
 
     Detectron2's own check (in ``SimpleTrainer``) raises too, but after the backward pass, without
-    the images and without a checkpoint. Under DDP each process checks its own losses; a process
-    that stops leaves the others waiting in their next collective until its timeout.
+    the images and without a checkpoint.
+
+    Under DDP every rank all-reduces its verdict (one integer per iteration, before the backward
+    pass and its gradient all-reduce), so all ranks stop in the same iteration however many saw
+    the NaN: the reports of the ranks that did (rank, loss terms, image ids) are gathered, the
+    main process writes the checkpoint once, every rank waits for it and raises the same error.
     """
 
     def before_train(self) -> None:
@@ -43,31 +50,48 @@ class NonFiniteLossGuard(HookBase):
             for k, v in output.items()
             if torch.is_tensor(v) and not torch.isfinite(v).all()
         }
-        if not bad:
+        if not all_reduce_max(1 if bad else 0):
             return
         iteration = self.trainer.iter
         batch = args[0] if args and isinstance(args[0], Sequence) else []
         image_ids = [d.get("image_id") for d in batch if isinstance(d, Mapping)]
+        world = comm.get_world_size()
+        reports = comm.all_gather((comm.get_rank(), bad, image_ids)) if world > 1 else None
         saved = self._save_state_before(iteration)
+        comm.synchronize()  # nobody exits (and gets its peers killed) before the file is whole
         where = (
             f"the state before it is saved as {saved} (--resume repeats this iteration)"
             if saved
-            else "no checkpoint was written by this process"
+            else "no checkpoint was written (no OUTPUT_DIR)"
         )
+        if reports is None:
+            what = f": {bad}; the batch's image ids: {image_ids}"
+        else:
+            what = " " + "; ".join(
+                f"on rank {rank} of {world}: {terms}; the batch's image ids: {ids}"
+                for rank, terms, ids in reports
+                if terms
+            )
         raise NonFiniteLossError(
-            f"Non-finite loss at iteration {iteration}: {bad}; the batch's image ids: {image_ids}; "
-            f"{where}. Lower SOLVER.BASE_LR or check these images."
+            f"Non-finite loss at iteration {iteration}{what}; {where}. "
+            "Lower SOLVER.BASE_LR or check these images."
         )
 
     def _save_state_before(self, iteration: int) -> str | None:
-        """Save the trainer's state as of the end of ``iteration - 1`` (its iteration counters
-        are set back while saving, so that a resume starts at ``iteration``)."""
+        """Save (main process) the trainer's state as of the end of ``iteration - 1``; the file
+        name on every rank. Its iteration counters are set back while saving, so that a resume
+        starts at ``iteration``."""
         checkpointer = self.trainer.checkpointer
-        if not comm.is_main_process() or not checkpointer.save_dir:
+        if not checkpointer.save_dir:
             return None
+        name = f"model_nonfinite_{iteration:07d}"
+        if comm.is_main_process():
+            self._write(checkpointer, name, iteration)
+        return os.path.join(checkpointer.save_dir, name + ".pth")
+
+    def _write(self, checkpointer, name: str, iteration: int) -> None:
         trainers = [self.trainer, getattr(self.trainer, "_trainer", None)]
         counters = [(t, t.iter) for t in trainers if t is not None]
-        name = f"model_nonfinite_{iteration:07d}"
         try:
             for t, _ in counters:
                 t.iter = iteration - 1
@@ -75,4 +99,3 @@ class NonFiniteLossGuard(HookBase):
         finally:
             for t, value in counters:
                 t.iter = value
-        return checkpointer.get_checkpoint_file()

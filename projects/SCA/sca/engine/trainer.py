@@ -7,25 +7,28 @@ from collections import OrderedDict
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..checkpoint import SCACheckpointer
 from ..data import build_sca_test_loader, build_sca_train_loader
+from ..data.stream import NamedWorkerFailures
 from ..evaluation import build_sca_evaluator
 from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
 from .nonfinite import NonFiniteLossGuard
 from .optim import build_sca_optimizer
+from .preemption import PreemptionHook
 from .visualize import save_visualizations
 
 
 class SCATrainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with SCA's parts. Differences from the stock trainer: DDP
     without ``device_ids`` on CPU (gloo), AMP only where CUDA is, checkpoints without frozen
-    weights (written atomically), a training stream that resumes exactly where it stopped, and a
-    stop with a checkpoint at the first NaN/inf loss."""
+    weights (written atomically), a training stream that resumes exactly where it stopped, a
+    stop with a checkpoint at the first NaN/inf loss on any rank, and one at a preemption signal
+    (docs/RELIABILITY.md)."""
 
     def __init__(self, cfg: CfgNode):
         TrainerBase.__init__(self)
@@ -36,7 +39,8 @@ class SCATrainer(DefaultTrainer):
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        # a loader worker that dies is reported with the image it was mapping
+        data_loader = NamedWorkerFailures(self.build_train_loader(cfg), self._stream)
         model = create_ddp_model(model, broadcast_buffers=False)
         precision = amp_precision(cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION)
         if precision is None:
@@ -63,7 +67,13 @@ class SCATrainer(DefaultTrainer):
         self._stream.start = self.start_iter * per_rank
 
     def build_hooks(self) -> list:
-        return [NonFiniteLossGuard(), *super().build_hooks()]
+        """Detectron2's hooks, the NaN/inf guard first, and the preemption hook after the
+        periodic checkpointer (the LR scheduler has stepped, the periodic file is written) and
+        before evaluation (a stop does not wait for it)."""
+        ret = [NonFiniteLossGuard(), *super().build_hooks()]
+        at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+        ret.insert(at, PreemptionHook(self.cfg.CLUSTER.PREEMPTION_SIGNALS))
+        return ret
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
