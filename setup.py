@@ -31,11 +31,22 @@ INSTALL_REQUIRES = [
     "textblob==0.20.1",
     # the web app (tools/app.py)
     "gradio==6.31.0",
+    # the HTTP service (tools/serve.py): FastAPI on uvicorn, the versions gradio pulls in
+    "fastapi==0.165.0",
+    "uvicorn==0.55.0",
+    "python-multipart==0.0.34",
 ]
 
 EXTRAS = {
     # selenium drives Debian's chromium in the web app's browser test
-    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.155.2", "selenium==4.51.0"],
+    # httpx: the HTTP service's test client
+    "dev": [
+        "pytest==9.2.0",
+        "ruff==0.17.5",
+        "hypothesis==6.155.2",
+        "selenium==4.51.0",
+        "httpx==0.29.0",
+    ],
 }
 
 

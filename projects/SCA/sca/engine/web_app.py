@@ -7,25 +7,27 @@ prompt; in "box" mode two clicks are the opposite corners of a box. "Anything" c
 region SAM finds by itself.
 The page shows the masks with their captions and a table of captions and scores.
 
-The model is loaded once; the image encoder runs once per uploaded image. The server binds to
+The page calls the service core of the HTTP API (:mod:`sca.engine.service`, ``tools/serve.py``):
+one model, requests batched, each image encoded once (its embedding cached by the image's bytes),
+prompts checked as the API checks them. The server binds to
 127.0.0.1 unless ``--host`` says otherwise, refuses uploads over ``--max-file-size`` and images
 over ``--max-pixels``; a file that is not an image gets a message in the page.
 """
 
 import argparse
-import hashlib
 import html
 import os
-import threading
+import re
 
 import gradio as gr
+import numpy as np
 from detectron2.structures import Instances
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
-from ..data import ImageReadError
 from ..model_zoo import resolve_config
 from .predictor import SCAPredictor
+from .service import CaptionService, Prompts, ServiceError, ServiceLimits, parse_prompts
 from .visualize import draw_regions
 
 HELP = (
@@ -74,13 +76,12 @@ DRAG_JS = """
 
 
 class SCAApp:
-    """The page's handlers around one shared predictor (loaded once; calls are serialised)."""
+    """The page's handlers around the service core (:class:`CaptionService`), the code path of
+    the HTTP API too: the model is loaded once, requests are batched and image embeddings cached
+    by the image's bytes."""
 
-    def __init__(self, predictor: SCAPredictor, max_pixels: int):
-        self.predictor = predictor
-        self.max_pixels = max_pixels
-        self.lock = threading.Lock()
-        self.current_key: str | None = None
+    def __init__(self, service: CaptionService):
+        self.service = service
 
     # ---- handlers: each returns (shown image, status, results table, session state) ----
 
@@ -89,24 +90,17 @@ class SCAApp:
             return None, "", "", {}
         name = os.path.basename(path)
         try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except Exception as e:  # any decoding failure is a message, never a dead page
-            msg = f"{name} is not an image that Pillow can read ({type(e).__name__})."
-            return None, _error(msg), "", {}
-        if w * h > self.max_pixels:
-            msg = f"{name} has {w}x{h} pixels, more than the limit of {self.max_pixels:,}."
-            return None, _error(msg), "", {}
-        with open(path, "rb") as f:
-            key = hashlib.sha256(f.read()).hexdigest()
-        try:
-            with self.lock:
-                self.predictor.set_image(path)
-                self.current_key = key
-                image = self.predictor.image_rgb().copy()
-        except (ImageReadError, OSError, ValueError) as e:
+            with open(path, "rb") as f:
+                decoded = self.service.decode(f.read())
+        except ServiceError as e:  # any decoding failure is a message, never a dead page
+            return None, _error(f"{name} {e.message}."), "", {}
+        except OSError as e:
             return None, _error(f"{name} could not be read: {e}"), "", {}
-        state = {"key": key, "image": image, "boxes": [], "points": [], "corner": None}
+        image = decoded.array
+        if self.service.predictor.input_format == "BGR":
+            image = np.ascontiguousarray(image[:, :, ::-1])
+        state = {"decoded": decoded, "image": image, "boxes": [], "points": [], "corner": None}
+        w, h = decoded.width, decoded.height
         return image, f"Loaded {html.escape(name)} ({w}x{h}). {HELP}", "", state
 
     def click(self, state: dict, mode: str, evt: gr.SelectData):
@@ -119,10 +113,8 @@ class SCAApp:
                 msg = f"Box corner at ({x:.0f}, {y:.0f}): click the opposite corner."
                 return gr.update(), msg, gr.update(), state
             (x0, y0), state["corner"] = state["corner"], None
-            state["boxes"].append([min(x0, x), min(y0, y), max(x0, x), max(y0, y)])
-        else:
-            state["points"].append([x, y])
-        return self._prompted(state)
+            return self._add(state, "boxes", [min(x0, x), min(y0, y), max(x0, x), max(y0, y)])
+        return self._add(state, "points", [x, y])
 
     def box_from_text(self, state: dict, text: str):
         if not state:
@@ -138,8 +130,7 @@ class SCAApp:
                 gr.update(),
                 state,
             )
-        state["boxes"].append(box)
-        return self._prompted(state)
+        return self._add(state, "boxes", box)
 
     def drag(self, state: dict, text: str):
         """A box dragged on the shown image (its pixels: the drawing may be scaled)."""
@@ -147,15 +138,15 @@ class SCAApp:
             return gr.update(), gr.update(), gr.update(), state
         scale = state.get("scale", 1.0)
         x0, y0, x1, y1 = (float(v) / scale for v in text.split()[:4])
-        state["boxes"].append([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)])
-        return self._prompted(state)
+        return self._add(state, "boxes", [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)])
 
     def anything(self, state: dict):
         if not state:
             return gr.update(), _error("Upload an image first."), gr.update(), state
-        with self.lock:
-            self._ensure_image(state)
-            regions = self.predictor.anything()
+        try:
+            regions = self.service.anything(state["decoded"]).instances
+        except ServiceError as e:
+            return gr.update(), _error(f"{e.field} {e.message}"), gr.update(), state
         return self._show(state, regions, f"Anything: {len(regions)} regions.")
 
     def clear(self, state: dict):
@@ -166,23 +157,43 @@ class SCAApp:
 
     # ---- helpers ----
 
+    def _add(self, state: dict, kind: str, prompt: list[float]):
+        """Check a new prompt as the API does (a message, not an error, when refused), keep it
+        and caption all prompts."""
+        try:
+            self._prompts(state, **{kind: [prompt]})
+        except ServiceError as e:
+            return (
+                gr.update(),
+                _error(f"{dict(boxes='box', points='point')[kind]} {e.message}"),
+                gr.update(),
+                state,
+            )
+        state[kind].append(prompt)
+        return self._prompted(state)
+
+    def _prompts(self, state: dict, boxes=None, points=None) -> Prompts:
+        return parse_prompts(boxes, points, None, state["decoded"], self.service.limits)
+
     def _prompted(self, state: dict):
-        with self.lock:
-            self._ensure_image(state)
-            parts = []
-            if state["boxes"]:
-                parts.append(self.predictor.predict(boxes=state["boxes"]))
-            if state["points"]:
-                parts.append(self.predictor.predict(points=state["points"]))
+        # the box and the point prompts go to the service together: one batch
+        futures = []
+        if state["boxes"]:
+            futures.append(
+                self.service.submit(state["decoded"], self._prompts(state, boxes=state["boxes"]))
+            )
+        if state["points"]:
+            futures.append(
+                self.service.submit(state["decoded"], self._prompts(state, points=state["points"]))
+            )
+        timeout = self.service.limits.request_timeout_s
+        try:
+            parts = [f.result(timeout).instances for f in futures]
+        except ServiceError as e:
+            return gr.update(), _error(f"{e.field} {e.message}"), gr.update(), state
         regions = Instances.cat(parts) if len(parts) > 1 else parts[0]
         n_box, n_point = len(state["boxes"]), len(state["points"])
         return self._show(state, regions, f"{n_box} box and {n_point} point prompts.")
-
-    def _ensure_image(self, state: dict) -> None:
-        """Another session may have encoded its own image since: encode this one again."""
-        if self.current_key != state["key"]:
-            self.predictor.set_image(state["image"][:, :, ::-1].copy())
-            self.current_key = state["key"]
 
     def _show(self, state: dict, regions: Instances, message: str):
         drawing = draw_regions(state["image"], regions).get_image()
@@ -209,8 +220,8 @@ def _table(regions: Instances) -> str:
     return "\n".join(rows)
 
 
-def build_app(predictor: SCAPredictor, max_pixels: int) -> gr.Blocks:
-    app = SCAApp(predictor, max_pixels)
+def build_app(service: CaptionService) -> gr.Blocks:
+    app = SCAApp(service)
     with gr.Blocks(title="Segment and Caption Anything") as page:
         gr.Markdown("# Segment and Caption Anything\n" + HELP)
         state = gr.State({})
@@ -262,11 +273,24 @@ def main(argv: list[str] | None = None) -> None:
     setup_logger(name="sca")
     Image.MAX_IMAGE_PIXELS = args.max_pixels
     predictor = SCAPredictor(resolve_config(args.config_file, opts=args.opts))
-    page = build_app(predictor, args.max_pixels)
-    page.queue(default_concurrency_limit=1).launch(
+    limits = ServiceLimits(
+        max_upload_bytes=_bytes(args.max_file_size), max_pixels=args.max_pixels, max_queue=8
+    )
+    page = build_app(CaptionService(predictor, limits))
+    # sessions run at once: the service batches their prompts and serialises the model
+    page.queue(default_concurrency_limit=4).launch(
         server_name=args.host,
         server_port=args.port,
         max_file_size=args.max_file_size,
         show_error=True,
         head=DRAG_JS,
     )
+
+
+def _bytes(size: str) -> int:
+    """Gradio's file size text ("20mb", "500 kb", "1gb", "12345") in bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?b?)\s*", size.lower())
+    if not match:
+        raise ValueError(f"--max-file-size {size!r}: expected a size such as 20mb")
+    unit = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+    return int(float(match.group(1)) * unit[match.group(2)])
