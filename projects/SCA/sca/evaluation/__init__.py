@@ -6,7 +6,8 @@ Scales: the pure functions :func:`evaluate_captions` and :func:`evaluate_denseca
 x 100 (CIDEr 148.8, METEOR 17.4, mAP 15.5).
 """
 
-from .build import build_sca_evaluator
+from .anything_evaluator import AnythingEvaluator
+from .build import build_anything_evaluator, build_sca_evaluator
 from .caption_metrics import evaluate_captions, normalize_caption
 from .densecap_evaluator import DenseCaptionEvaluator
 from .densecap_map import evaluate_densecap
@@ -16,11 +17,13 @@ from .region_caption_evaluator import RegionCaptionEvaluator
 from .rescore import rescore, rescore_densecap, rescore_region_captions
 
 __all__ = [
+    "AnythingEvaluator",
     "DenseCaptionEvaluator",
     "JavaNotFoundError",
     "MeteorError",
     "MeteorScorer",
     "RegionCaptionEvaluator",
+    "build_anything_evaluator",
     "build_sca_evaluator",
     "evaluate_captions",
     "evaluate_densecap",

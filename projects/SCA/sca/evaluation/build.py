@@ -8,6 +8,7 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluators
 
+from .anything_evaluator import AnythingEvaluator
 from .densecap_evaluator import DenseCaptionEvaluator
 from .region_caption_evaluator import RegionCaptionEvaluator
 
@@ -58,3 +59,17 @@ def build_sca_evaluator(
     else:
         logger.info("%s: region-caption metrics skipped (proposals from %r)", dataset_name, source)
     return DatasetEvaluators(evaluators)
+
+
+def build_anything_evaluator(
+    cfg: CfgNode, dataset_name: str, output_folder: str | None
+) -> AnythingEvaluator:
+    """:class:`AnythingEvaluator` of ``dataset_name`` (MODEL.SCA.ANYTHING.EVAL_RECOVERY_IOU; the
+    DenseCap mAP with TEST.SCA.DENSECAP_LAST_TARGET_QUIRK), for a model in anything mode."""
+    return AnythingEvaluator(
+        dataset_name,
+        output_folder,
+        distributed=True,
+        recovery_iou=cfg.MODEL.SCA.ANYTHING.EVAL_RECOVERY_IOU,
+        last_target_quirk=cfg.TEST.SCA.DENSECAP_LAST_TARGET_QUIRK,
+    )
