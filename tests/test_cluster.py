@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_train_cfg
+from tiny_models import tiny_train_cfg, write_tiny_train_config
 
 from sca import get_sca_cfg
 from sca.data import TrainingSampleError
@@ -32,18 +32,8 @@ def _config(folder: Path, lm: Path, **overrides) -> Path:
     cfg = tiny_train_cfg(lm, max_iter=MAX_ITER, checkpoint_period=3, test_batch=8)
     cfg.DATASETS.TRAIN = ("sca_shapes_train",)
     cfg.DATASETS.TEST = ()
-    cfg.OUTPUT_DIR = str(folder)
     cfg.CLUSTER.COLLECTIVE_TIMEOUT_S = 60.0
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, leaf, value)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.in.yaml"
-    path.write_text(cfg.dump())
-    return path
+    return write_tiny_train_config(cfg, folder, **overrides)
 
 
 def _env(data_root: Path, **extra) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_train_cfg
+from tiny_models import tiny_train_cfg, write_tiny_train_config
 
 from sca import get_sca_cfg
 from sca.engine import NonFiniteLossError, SCATrainer
@@ -28,17 +28,7 @@ def _write_config(folder: Path, lm: Path, **overrides) -> Path:
     cfg = tiny_train_cfg(lm, max_iter=6, checkpoint_period=3, test_batch=8)
     cfg.DATASETS.TRAIN = ("sca_shapes_train",)
     cfg.DATASETS.TEST = ("sca_shapes_test",)
-    cfg.OUTPUT_DIR = str(folder)
-    for key, value in overrides.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = getattr(node, p)
-        setattr(node, leaf, value)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.in.yaml"
-    path.write_text(cfg.dump())
-    return path
+    return write_tiny_train_config(cfg, folder, **overrides)
 
 
 def _run(args: list[str], data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:

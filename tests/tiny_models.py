@@ -99,6 +99,23 @@ def tiny_train_cfg(
     return cfg
 
 
+def write_tiny_train_config(cfg: CfgNode, folder: Path, **overrides) -> Path:
+    """Writes ``cfg`` with ``OUTPUT_DIR`` = ``folder`` and dotted-key ``overrides``
+    (``**{"SOLVER.MAX_ITER": 2}``) to ``folder/config.in.yaml``, for tools/train_net.py."""
+    cfg = cfg.clone()
+    cfg.OUTPUT_DIR = str(folder)
+    for key, value in overrides.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = getattr(node, p)
+        setattr(node, leaf, value)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.in.yaml"
+    path.write_text(cfg.dump())
+    return path
+
+
 def reference_sam(image_size: int = 64) -> Sam:
     """A tiny SAM built directly from segment_anything's classes, as build_sam does; its shapes
     are those of :func:`tiny_cfg` with ``SAM.PATCH_SIZE`` 16."""

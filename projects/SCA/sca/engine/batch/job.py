@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import torch.distributed as dist
 from detectron2.config import CfgNode
 from detectron2.engine import launch
 from detectron2.utils import comm
@@ -111,6 +112,11 @@ def run_job(args: argparse.Namespace) -> None:
     gathered = comm.gather(asdict(stats), dst=0)
     if comm.is_main_process():
         _merge_and_report(args, out, items, gathered)
+    if comm.get_world_size() > 1:
+        # every rank leaves together, its process group closed: a rank that exits while gloo's
+        # threads still run can abort ("terminate called without an active exception")
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 def _merge_and_report(
