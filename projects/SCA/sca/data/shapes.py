@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,12 +112,20 @@ def load_sca_shapes(split: str, root: str | None = None) -> list[dict]:
     scenes = []
     for i in range(count):
         regions = scene(rng)
-        render(regions, rng).save(folder / f"{i:05d}.png")
+        image = render(regions, rng)
+        _write_whole(folder / f"{i:05d}.png", lambda tmp, im=image: im.save(tmp, format="PNG"))
         scenes.append(regions)
-    tmp = index_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": VERSION, "scenes": scenes}))
-    os.replace(tmp, index_file)
+    index = json.dumps({"version": VERSION, "scenes": scenes})
+    _write_whole(index_file, lambda tmp: tmp.write_text(index))
     return _dicts(folder, scenes)
+
+
+def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a name of this call's own, then rename: the ranks of a run that render the
+    same split at once write identical files, and none reads a partly written one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def _dicts(folder: Path, scenes: list[list[dict]]) -> list[dict]:
