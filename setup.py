@@ -40,8 +40,10 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # selenium drives Debian's chromium in the web app's browser test
     # httpx: the HTTP service's test client
+    # pytest-timeout: a test that hangs fails alone (pyproject.toml) instead of stalling CI
     "dev": [
         "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
         "ruff==0.17.5",
         "hypothesis==6.155.2",
         "selenium==4.51.0",

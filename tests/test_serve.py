@@ -95,6 +95,13 @@ def _assert_same(regions: list[dict], ref, atol=1e-4):
     assert (masks != ref.pred_masks.numpy()).mean() < 1e-3
 
 
+def _wait_until(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("encoding", ["multipart", "json"])
 def test_caption_equals_predictor(batched, predictor, encoding):
     url, _ = batched
@@ -123,14 +130,34 @@ def test_batching_on_and_off_give_the_same_answers(batched, single):
     images = [_png(10 + i, (64 + 8 * i, 80)) for i in range(4)]
     prompts = [{"boxes": BOXES[: 1 + i % 2]} for i in range(4)]
 
-    def run(url):
-        with ThreadPoolExecutor(4) as pool:
-            jobs = [
-                pool.submit(_json, f"{url}/v1/caption", im, **p) for im, p in zip(images, prompts)
-            ]
-            return [j.result().json() for j in jobs]
+    def run(url, service):
+        """The four requests at once; the worker held on its first batch until all are in."""
+        first_batch, gate = [], threading.Event()
+        run_batch = service._caption_batch
 
-    on, off = run(batched[0]), run(single[0])
+        def held_at_the_gate(batch):
+            if not first_batch:
+                first_batch.append(len(batch))
+                gate.wait(60)
+            return run_batch(batch)
+
+        service._caption_batch = held_at_the_gate
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                jobs = [
+                    pool.submit(_json, f"{url}/v1/caption", im, **p)
+                    for im, p in zip(images, prompts)
+                ]
+                _wait_until(
+                    lambda: first_batch and first_batch[0] + service.queue_depth == 4,
+                    "all four requests are in",
+                )
+                gate.set()
+                return [j.result().json() for j in jobs]
+        finally:
+            del service._caption_batch
+
+    on, off = run(*batched), run(*single)
     assert max(b["batch"]["requests"] for b in on) > 1  # served together
     assert all(b["batch"]["requests"] == 1 for b in off)
     for a, b in zip(on, off):
@@ -249,19 +276,24 @@ def test_bad_input_gets_its_4xx_and_the_next_request_works(batched, case):
 
 
 def test_queue_full_is_429_and_slow_answer_is_504(predictor):
-    limits = ServiceLimits(max_queue=1, request_timeout_s=1.5, max_batch_requests=1)
+    limits = ServiceLimits(max_queue=1, request_timeout_s=4.0, max_batch_requests=1)
     service = CaptionService(predictor, limits)
-    gate = threading.Event()
+    held, gate = threading.Event(), threading.Event()
     run_batch = service._caption_batch
-    service._caption_batch = lambda batch: (gate.wait(30), run_batch(batch))
+
+    def held_at_the_gate(batch):
+        held.set()
+        gate.wait(60)
+        return run_batch(batch)
+
+    service._caption_batch = held_at_the_gate
     with BackgroundServer(create_app(service)) as server, ThreadPoolExecutor(2) as pool:
         url = f"{server.url}/v1/caption"
         first = pool.submit(_json, url, GOOD, boxes=BOXES)  # taken by the worker, held
-        while service.queue_depth or not first.running():
-            time.sleep(0.01)
+        assert held.wait(60), "the worker never took the first request"
         second = pool.submit(_json, url, _png(4), boxes=BOXES)  # waits in the queue
-        while service.queue_depth < 1:
-            time.sleep(0.01)
+        _wait_until(lambda: service.queue_depth >= 1 or second.done(), "the second is queued")
+        assert not second.done(), second.result().text
         third = _json(url, GOOD, boxes=BOXES)
         assert third.status_code == 429 and int(third.headers["Retry-After"]) >= 1
         assert third.json()["error"]["field"] == "queue"
@@ -278,24 +310,31 @@ def test_queue_full_is_429_and_slow_answer_is_504(predictor):
 def test_a_request_the_model_fails_on_fails_alone(predictor):
     service = CaptionService(predictor, ServiceLimits(max_wait_ms=1000))
     inference = predictor.model.inference
-
+    held, gate = threading.Event(), threading.Event()
     calls = []
 
     def fragile(inputs, **kwargs):  # the model fails on any input with 3 prompts
         calls.append(len(inputs))
+        if len(calls) == 1:  # the first request holds the worker until the next two are queued
+            held.set()
+            gate.wait(60)
         if any(len(x["proposals"]) == 3 for x in inputs):
             raise RuntimeError("boom")
         return inference(inputs, **kwargs)
 
     predictor.model.inference = fragile
     try:
-        with BackgroundServer(create_app(service)) as server, ThreadPoolExecutor(2) as pool:
+        with BackgroundServer(create_app(service)) as server, ThreadPoolExecutor(3) as pool:
             url = f"{server.url}/v1/caption"
+            holder = pool.submit(_json, url, _png(9), boxes=BOXES)
+            assert held.wait(60), "the worker never took the first request"
             good = pool.submit(_json, url, GOOD, boxes=BOXES)
             bad = pool.submit(_json, url, _png(8), boxes=BOXES + BOXES[:1])
-            assert good.result().status_code == 200
-            assert calls[:3] == [2, 1, 1]  # together, then each alone
+            _wait_until(lambda: service.queue_depth == 2, "both requests are queued")
+            gate.set()
+            assert holder.result().status_code == 200 and good.result().status_code == 200
             assert bad.result().status_code == 500
+            assert calls == [1, 2, 1, 1]  # held alone; then together, then each alone
             assert bad.result().json()["error"]["message"] == "RuntimeError: boom"
             assert _json(url, GOOD, boxes=BOXES).status_code == 200
     finally:
