@@ -96,6 +96,15 @@ def _add_sam_config(cfg: CN) -> None:
     # LayerNorm eps inside the decoder transformer's blocks: 1e-5 in segment_anything, 1e-6 in
     # Hugging Face's SAM port, which the official SCA release was trained with.
     sam.DECODER_BLOCK_NORM_EPS = 1e-5
+    # Initialisation of a prompt encoder / mask decoder trained from scratch (a SAM checkpoint
+    # replaces both). PROMPT_PE_SCALE: the std of the random Fourier features that encode
+    # positions (SAM: 1; smaller: smoother over the image). DECODER_QK_INIT: when > 0, each of the
+    # decoder's cross-attentions starts with its key projection equal to its query projection
+    # times this, so that a prompt token attends to the image positions near it from the first
+    # step; 0: PyTorch's init. From scratch, SAM's decoder otherwise learns prompt-dependent masks
+    # late and suddenly (docs/EMBEDDED.md).
+    sam.PROMPT_PE_SCALE = 1.0
+    sam.DECODER_QK_INIT = 0.0
     # Which SAM parts are trained (all frozen in the paper).
     sam.TRAIN_IMAGE_ENCODER = False
     sam.TRAIN_PROMPT_ENCODER = False

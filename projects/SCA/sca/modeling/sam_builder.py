@@ -10,6 +10,7 @@ import torch
 from detectron2.config import CfgNode
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
+from segment_anything.modeling.transformer import Attention
 
 from .precision import Float32PositionEmbedding
 from .specialise import specialise, use_sdpa_attention
@@ -88,8 +89,23 @@ def build_sam_prompt_encoder(cfg: CfgNode) -> PromptEncoder:
         input_image_size=(image_size, image_size),
         mask_in_chans=16,
     )
+    with torch.no_grad():  # PositionEmbeddingRandom(scale=s) draws s * randn
+        encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(sam.PROMPT_PE_SCALE)
     specialise(encoder, PositionEmbeddingRandom, Float32PositionEmbedding)
     return encoder
+
+
+def tie_cross_attention_init(transformer: TwoWayTransformer, scale: float) -> TwoWayTransformer:
+    """Start each cross-attention (token-to-image and image-to-token) with k_proj = q_proj =
+    ``scale`` x its initial q_proj: queries and keys then share one projection, so the attention
+    logit between a prompt token and an image position grows with the similarity of their
+    positional encodings (both carry SAM's random Fourier features)."""
+    with torch.no_grad():
+        for module in transformer.modules():
+            if isinstance(module, Attention) and module.internal_dim != module.embedding_dim:
+                module.q_proj.weight.mul_(scale)
+                module.k_proj.weight.copy_(module.q_proj.weight)
+    return transformer
 
 
 def set_block_norm_eps(transformer: TwoWayTransformer, eps: float) -> TwoWayTransformer:
@@ -109,6 +125,8 @@ def build_sam_mask_decoder(cfg: CfgNode) -> MaskDecoder:
         mlp_dim=sam.DECODER_MLP_DIM,
         num_heads=8,
     )
+    if sam.DECODER_QK_INIT > 0:
+        tie_cross_attention_init(transformer, sam.DECODER_QK_INIT)
     decoder = MaskDecoder(
         num_multimask_outputs=3,
         transformer=set_block_norm_eps(transformer, sam.DECODER_BLOCK_NORM_EPS),
