@@ -101,8 +101,10 @@ def tie_cross_attention_init(transformer: TwoWayTransformer, scale: float) -> Tw
     logit between a prompt token and an image position grows with the similarity of their
     positional encodings (both carry SAM's random Fourier features)."""
     with torch.no_grad():
-        for module in transformer.modules():
-            if isinstance(module, Attention) and module.internal_dim != module.embedding_dim:
+        for name, module in transformer.named_modules():
+            # cross_attn_token_to_image / cross_attn_image_to_token in each block, and the final
+            # final_attn_token_to_image; not the tokens' self_attn
+            if isinstance(module, Attention) and "_to_" in name.rsplit(".", 1)[-1]:
                 module.q_proj.weight.mul_(scale)
                 module.k_proj.weight.copy_(module.q_proj.weight)
     return transformer
