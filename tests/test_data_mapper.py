@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
@@ -17,7 +18,9 @@ from sca.data import (
     load_sca_coco_json,
     read_image,
 )
+from sca.data.points import jitter_boxes
 from sca.data.transforms import ResizeLongestSide
+from sca.modeling.prompt_fields import prompts_from_fields
 
 COCO_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "coco_39769"
 needs_coco = pytest.mark.skipif(not COCO_DIR.is_dir(), reason="../shared/data/coco_39769 absent")
@@ -207,3 +210,36 @@ def test_malformed_annotations_name_their_id(coco_dict, ann, match):
     d = dict(coco_dict, annotations=[ann])
     with pytest.raises(AnnotationError, match=match):
         SCADatasetMapper(make_cfg(), True)(d)
+
+
+def test_jittered_boxes_stay_in_the_image_near_their_box_and_at_least_a_pixel_wide():
+    rng = np.random.default_rng(0)
+    boxes = np.array([[10, 20, 50, 40], [0, 0, 2, 2], [95, 95, 100, 100]], dtype=np.float64)
+    noisy = np.stack([jitter_boxes(boxes, 0.1, (100, 100), rng) for _ in range(2000)])
+    assert noisy.shape == (2000, 3, 4)
+    assert (
+        (noisy >= 0).all() and (noisy[..., 0::2] <= 100).all() and (noisy[..., 1::2] <= 100).all()
+    )
+    assert (noisy[..., 2:] - noisy[..., :2] >= 1 - 1e-6).all()
+    # the first box is far from the edges: unbiased noise of 10% of its width (40) / height (20)
+    first = noisy[:, 0] - boxes[0]
+    np.testing.assert_allclose(first.mean(0), 0, atol=0.3)
+    np.testing.assert_allclose(first.std(0), [4, 2, 4, 2], rtol=0.1)
+    assert np.array_equal(jitter_boxes(boxes, 0.0, (100, 100), rng), boxes.astype(np.float32))
+
+
+def test_box_prompt_noise_prompts_with_noisy_boxes_and_keeps_exact_targets():
+    d = DatasetCatalog.get("sca_shapes_train")[0]
+    cfg = make_cfg(IMAGE_SIZE=128, LSJ__ENABLED=False, FLIP_PROB=0.0, BOX_PROMPT_NOISE=0.1)
+    np.random.seed(0)
+    inst = SCADatasetMapper(cfg, is_train=True)(copy.deepcopy(d))["instances"]
+    exact = np.array(sorted(a["bbox"] for a in d["annotations"]), dtype=np.float32)
+    assert np.array_equal(np.array(sorted(inst.gt_boxes.tensor.tolist())), exact)
+    assert not torch.equal(inst.gt_prompt_boxes.tensor, inst.gt_boxes.tensor)
+    x = {"image": torch.zeros(3, 128, 128), "file_name": d["file_name"]}
+    prompts = prompts_from_fields(inst, "gt", x, torch.device("cpu"))
+    assert torch.equal(prompts.boxes, inst.gt_prompt_boxes.tensor)
+    cfg.INPUT.BOX_PROMPT_NOISE = 0.0
+    assert not SCADatasetMapper(cfg, is_train=True)(copy.deepcopy(d))["instances"].has(
+        "gt_prompt_boxes"
+    )

@@ -296,6 +296,36 @@ def test_points_in_masks_fall_inside():
         assert masks[torch.arange(2), points[:, 1], points[:, 0]].all()
 
 
+def test_several_points_per_mask_come_mask_major_and_fall_inside():
+    masks = _box_masks([[3, 4, 9, 7], [40, 50, 41, 51]])
+    torch.manual_seed(0)
+    points = points_in_masks(masks, 5)[:, 0].long()
+    assert points.shape == (10, 2)
+    owner = torch.arange(2).repeat(5)  # all masks' first points, then their second points, ...
+    assert masks[owner, points[:, 1], points[:, 0]].all()
+    assert len({tuple(p) for p in points[owner == 0].tolist()}) > 1  # drawn, not repeated
+
+
+@pytest.mark.parametrize("per_region", [1, 3])
+def test_points_per_region_decodes_every_point_against_its_mask(tiny_gpt2, per_region):
+    model = _build(tiny_gpt2, **{**MASKS, "MODEL.SCA.MASK_LOSS.POINTS_PER_REGION": per_region})
+    model.train()
+    decoder = model.roi_heads.mask_decoder
+    sizes = []
+    hook = decoder.register_forward_hook(lambda m, args, out: sizes.append(len(out[0])))
+    boxes = [[1, 2, 30, 40], [32, 40, 46, 60]]
+    losses = _step(model, [_train_input(boxes, ["a", "b"], with_masks=True)])
+    hook.remove()
+    assert torch.isfinite(losses["loss_mask"])
+    # the caption path's box decode (2 regions), then the loss's point prompts: 2 per point drawn
+    assert sizes[-1] == 2 * per_region
+
+
+def test_points_per_region_must_be_positive(tiny_gpt2):
+    with pytest.raises(ValueError, match="POINTS_PER_REGION=0"):
+        _build(tiny_gpt2, **{**MASKS, "MODEL.SCA.MASK_LOSS.POINTS_PER_REGION": 0})
+
+
 def test_ranking_scores_nms_and_boxes_from_masks():
     inst = Instances((20, 20))
     inst.pred_boxes = Boxes(torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [12, 12, 19, 19]]))

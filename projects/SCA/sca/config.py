@@ -284,6 +284,9 @@ def _add_mask_loss_config(cfg: CN) -> None:
     mask_loss.IOU_WEIGHT = 1.0
     # Also decode each region from one point drawn inside its mask (anything mode's prompts).
     mask_loss.POINT_PROMPTS = True
+    # How many such points per region, each decoded alone (more mask supervision per step for the
+    # point prompts at the cost of one small decoder pass each).
+    mask_loss.POINTS_PER_REGION = 1
 
 
 def _add_input_config(cfg: CN) -> None:
@@ -302,6 +305,11 @@ def _add_input_config(cfg: CN) -> None:
     cfg.INPUT.NUM_REGIONS_PER_IMAGE = 16
     # Point prompts derived from each box (0: box prompts only).
     cfg.INPUT.NUM_POINTS_PER_REGION = 0
+    # Training box prompts get Gaussian noise of this standard deviation, as a fraction of the
+    # box's width / height (SAM: 0.1), so that captions and masks hold up under boxes that are a
+    # few pixels off (anything mode's boxes come from predicted masks). The exact boxes stay the
+    # targets (gt_boxes); 0: prompts are the exact boxes.
+    cfg.INPUT.BOX_PROMPT_NOISE = 0.0
     # Sampling ratio of each DATASETS.TRAIN entry (empty: proportional to data set size).
     cfg.DATASETS.TRAIN_RATIOS = []
     # Your own COCO-style region data sets, registered when the config is set up so that

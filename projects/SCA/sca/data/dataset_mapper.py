@@ -15,7 +15,7 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 from .captions import is_valid_unicode
 from .errors import AnnotationError
 from .image_io import read_image
-from .points import sample_points_in_boxes
+from .points import jitter_boxes, sample_points_in_boxes
 from .transforms import build_sca_augmentations
 
 logger = logging.getLogger(__name__)
@@ -53,9 +53,7 @@ def _annotation_boxes(annotations: list[dict], file_name: str) -> np.ndarray:
 def _check_record(dataset_dict: object) -> list:
     """The annotations of a dataset dict that has what the mapper reads."""
     if not isinstance(dataset_dict, dict) or not isinstance(dataset_dict.get("file_name"), str):
-        raise AnnotationError(
-            f"dataset dict {str(dataset_dict)[:200]}: needs a 'file_name' string"
-        )
+        raise AnnotationError(f"dataset dict {str(dataset_dict)[:200]}: needs a 'file_name' string")
     file_name = dataset_dict["file_name"]
     if "image_id" not in dataset_dict:
         raise AnnotationError(f"{file_name}: the dataset dict needs an 'image_id'")
@@ -114,7 +112,8 @@ class SCADatasetMapper:
     Training: the augmentations of :func:`~sca.data.transforms.build_sca_augmentations`; boxes are
     transformed, clipped, and regions left empty are dropped; at most ``num_regions_per_image``
     regions are sampled, each with one of its captions drawn at random. ``"instances"`` holds
-    ``gt_boxes``, ``gt_captions``, with point prompts on ``gt_points`` / ``gt_point_labels``, and
+    ``gt_boxes``, ``gt_captions``, with point prompts on ``gt_points`` / ``gt_point_labels``, with
+    ``box_prompt_noise`` the prompts' noisy copy of the boxes on ``gt_prompt_boxes``, and
     with ``with_masks`` ``gt_masks`` (BitMasks from each annotation's ``segmentation``, polygons
     or RLE, transformed with the image).
     An image without any region left returns None, which makes Detectron2's ``MapDataset`` draw
@@ -134,6 +133,7 @@ class SCADatasetMapper:
         image_format: str = "RGB",
         num_regions_per_image: int = 16,
         num_points_per_region: int = 0,
+        box_prompt_noise: float = 0.0,
         with_masks: bool = False,
     ):
         self.is_train = is_train
@@ -141,6 +141,7 @@ class SCADatasetMapper:
         self.image_format = image_format
         self.num_regions_per_image = num_regions_per_image
         self.num_points_per_region = num_points_per_region
+        self.box_prompt_noise = box_prompt_noise
         self.with_masks = with_masks
         mode = "training" if is_train else "inference"
         logger.info(f"SCADatasetMapper ({mode}) augmentations: {augmentations}")
@@ -153,6 +154,7 @@ class SCADatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_regions_per_image": cfg.INPUT.NUM_REGIONS_PER_IMAGE,
             "num_points_per_region": cfg.INPUT.NUM_POINTS_PER_REGION,
+            "box_prompt_noise": cfg.INPUT.BOX_PROMPT_NOISE,
             "with_masks": cfg.MODEL.SCA.MASK_LOSS.ENABLED,
         }
 
@@ -213,6 +215,12 @@ class SCADatasetMapper:
         instances.gt_captions = [captions[i][np.random.randint(len(captions[i]))] for i in keep]
         if masks is not None:
             instances.gt_masks = masks[torch.as_tensor(keep, dtype=torch.long)]
+        if self.box_prompt_noise > 0:
+            rng = np.random.default_rng(np.random.randint(2**31))
+            noisy = jitter_boxes(
+                instances.gt_boxes.tensor.numpy(), self.box_prompt_noise, image_size, rng
+            )
+            instances.gt_prompt_boxes = Boxes(torch.as_tensor(noisy))
         if self.num_points_per_region > 0:
             rng = np.random.default_rng(np.random.randint(2**31))
             points = sample_points_in_boxes(

@@ -243,5 +243,10 @@ def _build_mask_loss(cfg: CfgNode) -> SAMMaskLoss | None:
         )
     m = sca.MASK_LOSS
     return SAMMaskLoss(
-        cfg.INPUT.IMAGE_SIZE, m.FOCAL_WEIGHT, m.DICE_WEIGHT, m.IOU_WEIGHT, m.POINT_PROMPTS
+        cfg.INPUT.IMAGE_SIZE,
+        m.FOCAL_WEIGHT,
+        m.DICE_WEIGHT,
+        m.IOU_WEIGHT,
+        m.POINT_PROMPTS,
+        m.POINTS_PER_REGION,
     )

@@ -28,10 +28,12 @@ def low_res_targets(
     return (F.interpolate(padded[:, None], low_res_hw, mode="area")[:, 0] >= 0.5).float()
 
 
-def points_in_masks(masks: torch.Tensor) -> torch.Tensor:
-    """One (x, y) pixel drawn uniformly inside each non-empty (N, H, W) mask: (N, 1, 2)."""
+def points_in_masks(masks: torch.Tensor, per_mask: int = 1) -> torch.Tensor:
+    """``per_mask`` (x, y) pixels drawn uniformly (with replacement) inside each non-empty
+    (N, H, W) mask, one prompt each: (per_mask * N, 1, 2), mask-major (all masks' first points,
+    then their second points, ...)."""
     flat = masks.flatten(1).float()
-    index = torch.multinomial(flat, 1)[:, 0]
+    index = torch.multinomial(flat, per_mask, replacement=per_mask > 1).T.flatten()
     w = masks.shape[-1]
     return torch.stack([index % w, index // w], dim=1).float()[:, None, :]
 
@@ -102,12 +104,18 @@ class SAMMaskLoss:
         dice_weight: float = 1.0,
         iou_weight: float = 1.0,
         point_prompts: bool = True,
+        points_per_region: int = 1,
     ):
         self.image_size = image_size
         self.focal_weight = focal_weight
         self.dice_weight = dice_weight
         self.iou_weight = iou_weight
         self.point_prompts = point_prompts
+        if points_per_region < 1:
+            raise ValueError(
+                f"MODEL.SCA.MASK_LOSS.POINTS_PER_REGION={points_per_region}: at least 1"
+            )
+        self.points_per_region = points_per_region
 
     def __call__(
         self,
@@ -141,7 +149,7 @@ class SAMMaskLoss:
                     )
                 )
             if self.point_prompts:
-                points = points_in_masks(m)
+                points = points_in_masks(m, self.points_per_region)
                 labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
                 variants.append(RegionPrompts(points=points, point_labels=labels))
             if variants:

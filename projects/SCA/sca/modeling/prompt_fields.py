@@ -13,9 +13,15 @@ def prompts_from_fields(
 ) -> RegionPrompts:
     """The prompts in ``inst``'s fields ``<prefix>_boxes`` and/or ``<prefix>_points`` and
     ``<prefix>_point_labels`` of input ``x``, checked where they are (the loader's CPU tensors: no
-    GPU sync), then moved to ``device``. Boxes partly outside the image are clipped, or rejected
-    when ``out_of_image_boxes`` is "error"; boxes empty after clipping are rejected."""
-    boxes = inst.get(f"{prefix}_boxes").tensor if inst.has(f"{prefix}_boxes") else None
+    GPU sync), then moved to ``device``. ``<prefix>_prompt_boxes``, where present, prompt in
+    place of ``<prefix>_boxes`` (training's noisy boxes; the exact ones stay the targets). Boxes
+    partly outside the image are clipped, or rejected when ``out_of_image_boxes`` is "error";
+    boxes empty after clipping are rejected."""
+    boxes = None
+    for name in (f"{prefix}_prompt_boxes", f"{prefix}_boxes"):
+        if inst.has(name):
+            boxes = inst.get(name).tensor
+            break
     if boxes is not None:
         boxes = _checked_boxes(boxes.float(), input_size(x), x, out_of_image_boxes)
     points = labels = None
