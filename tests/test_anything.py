@@ -136,3 +136,27 @@ def test_caption_all_points_captions_every_point_first(predictor, image):
     assert torch.equal(regions.pred_masks, survivors.pred_masks)
     assert regions.pred_captions == survivors.pred_captions
     assert np.allclose(regions.caption_scores.numpy(), survivors.caption_scores.numpy(), atol=1e-4)
+
+
+def _components(mask: np.ndarray) -> tuple[int, int]:
+    """(islands, holes) of a bool mask, 8-connected; a hole is a background part off the border."""
+    import cv2
+
+    n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    padded = np.pad(~mask, 1, constant_values=True)  # background joined around the border
+    m, _ = cv2.connectedComponents(padded.astype(np.uint8), connectivity=8)
+    return n - 1, m - 2
+
+
+def test_small_region_removal_leaves_one_island_and_no_hole(predictor, image):
+    base = {**PARAMS.__dict__, "box_nms_thresh": 1.0}
+    raw = AnythingGenerator(predictor.model, AnythingParams(**base)).generate(image)
+    parts = [_components(m) for m in raw.pred_masks.numpy()]
+    assert any(islands > 1 or holes > 0 for islands, holes in parts)  # there is something to clean
+    params = AnythingParams(**{**base, "min_mask_region_area": 10**6, "caption_prompt": "box"})
+    cleaned = AnythingGenerator(predictor.model, params).generate(image)
+    assert len(cleaned) > 0
+    for mask, box in zip(cleaned.pred_masks.numpy(), cleaned.pred_boxes.tensor.numpy()):
+        assert _components(mask) == (1, 0)
+        ys, xs = np.nonzero(mask)
+        assert box.tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]

@@ -262,6 +262,10 @@ def _add_anything_config(cfg: CN) -> None:
     # Prompt that captions a surviving region: "point" (the grid point that found it, as the
     # release does) or "box" (the box around its mask, for captioners trained on box prompts).
     anything.CAPTION_PROMPT = "point"
+    # SAM's small-region removal: holes and disconnected islands smaller than this many pixels
+    # of the model's input (the image resized to INPUT.IMAGE_SIZE) are filled / dropped before
+    # captioning; 0: off (SAM's default; its AMG example uses 100 original pixels).
+    anything.MIN_MASK_REGION_AREA = 0
     # Evaluation of anything mode (sca.evaluation.AnythingEvaluator) after the usual evaluation:
     # the model finds the regions of each DATASETS.TEST image (whose annotations have masks) by
     # itself; reports the annotations recovered (one-to-one, mask IoU >= EVAL_RECOVERY_IOU), the

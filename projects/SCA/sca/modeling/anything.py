@@ -9,8 +9,10 @@ before filtering instead, as the official release does, for comparison.
 Unlike ``SamAutomaticMaskGenerator``, the stability score and the boxes used by NMS are computed
 on masks at the model's input resolution (the crop resized to ``INPUT.IMAGE_SIZE``), not at the
 original resolution, so that memory does not grow with the photo's size; only the surviving
-masks are upscaled to the original frame. Small-region removal (``min_mask_region_area``) is not
-done.
+masks are upscaled to the original frame. Small-region removal (``min_mask_region_area``, SAM's
+``remove_small_regions``: holes filled and islands dropped) works at that input resolution too,
+before the survivors are captioned, so that a stray island does not stretch the box that captions
+a region.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.layers import batched_nms
 from detectron2.structures import Boxes, Instances
@@ -30,6 +33,7 @@ from segment_anything.utils.amg import (
     calculate_stability_score,
     generate_crop_boxes,
     is_box_near_crop_edge,
+    remove_small_regions,
     uncrop_boxes_xyxy,
     uncrop_masks,
     uncrop_points,
@@ -61,6 +65,7 @@ class AnythingParams:
     crop_n_points_downscale_factor: int = 1
     caption_all_points: bool = False
     caption_prompt: str = "point"
+    min_mask_region_area: int = 0
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> AnythingParams:
@@ -167,11 +172,37 @@ class AnythingGenerator:
                 self.params.box_nms_thresh,
             )
             data.filter(keep)
+        if self.params.min_mask_region_area > 0 and len(data["scores"]):
+            self._remove_small_regions(crop, data)
         data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = uncrop_points(torch.as_tensor(points)[data["point_index"]], crop_box)
         data["points_in"] = torch.as_tensor(points_in)[data["point_index"]]
         data["crop_boxes"] = torch.tensor([crop_box] * len(data["scores"])).reshape(-1, 4)
         return crop, data
+
+    def _remove_small_regions(self, crop: _Crop, data: MaskData) -> None:
+        """SAM's small-region removal on the crop's survivors at the input resolution: holes
+        and islands under ``min_mask_region_area`` input pixels; their boxes recomputed, and box
+        NMS again (a cleaned mask may now duplicate another)."""
+        area = self.params.min_mask_region_area
+        logits = postprocess_masks(
+            data["low_res_logits"][:, None], crop.input_hw, crop.input_hw, self.model.image_size
+        )[:, 0]
+        cleaned = []
+        for mask in (logits > MASK_THRESHOLD).cpu().numpy():
+            mask, _ = remove_small_regions(mask, area, mode="holes")
+            mask, _ = remove_small_regions(mask, area, mode="islands")
+            cleaned.append(torch.as_tensor(mask))
+        data["masks_in"] = cleaned
+        data["boxes_in"] = batched_mask_to_box(torch.stack(cleaned)).float()
+        data["boxes"] = scale_boxes(data["boxes_in"], crop.input_hw, crop.crop_hw)
+        keep = batched_nms(
+            data["boxes"].float(),
+            data["scores"],
+            torch.zeros_like(data["scores"]),
+            self.params.box_nms_thresh,
+        )
+        data.filter(keep)
 
     def _batch_regions(
         self, crop: _Crop, points_in: np.ndarray, point_index: np.ndarray
@@ -265,11 +296,17 @@ class AnythingGenerator:
             rows = (data["crop_index"] == c).nonzero().flatten().to(device)
             if len(rows) == 0:
                 continue
-            logits = data["low_res_logits"][rows][:, None]
-            crop_masks = postprocess_masks(
-                logits, crop.input_hw, crop.crop_hw, self.model.image_size
-            )[:, 0]
-            masks[rows] = uncrop_masks(crop_masks > MASK_THRESHOLD, crop.box, *image_hw)
+            if "masks_in" in dict(data.items()):
+                cleaned = torch.stack([data["masks_in"][i] for i in rows.tolist()]).to(device)
+                crop_masks = F.interpolate(cleaned[:, None].float(), crop.crop_hw, mode="bilinear")
+                crop_masks = crop_masks[:, 0] >= 0.5
+            else:
+                logits = data["low_res_logits"][rows][:, None]
+                crop_masks = postprocess_masks(
+                    logits, crop.input_hw, crop.crop_hw, self.model.image_size
+                )[:, 0]
+                crop_masks = crop_masks > MASK_THRESHOLD
+            masks[rows] = uncrop_masks(crop_masks, crop.box, *image_hw)
         order = torch.argsort(data["scores"], descending=True).cpu()
         out = Instances(image_hw)
         out.pred_masks = masks[order.to(device)]
